@@ -1,0 +1,57 @@
+//! Assembling the pingora server: proxy listeners, admin listener and the key refresh service.
+//!
+//! Nothing is spawned here: pingora starts every service after `run_forever`, which may fork.
+
+use crate::admin::Admin;
+use crate::jwks::refresh::Refresher;
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+use crate::runtime::Runtime;
+use arc_swap::ArcSwap;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
+use std::sync::Arc;
+
+/// A server ready to run, plus the handle to its live runtime.
+pub struct App {
+    pub server: Server,
+    pub runtime: Arc<ArcSwap<Runtime>>,
+}
+
+/// Builds the server for `runtime`. `extra` services (the demo's issuer and echo) run beside it.
+pub fn build(runtime: Runtime, metrics: Arc<Metrics>, extra: Vec<Box<dyn ServiceWithDependents>>) -> App {
+    let settings = runtime.settings.clone();
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(settings.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
+    server.bootstrap();
+    let shared = Arc::new(ArcSwap::from_pointee(runtime));
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&shared), Arc::clone(&metrics)),
+        "proxy",
+    );
+    for addr in &settings.listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &settings.admin_listen {
+        let mut admin = Service::new("admin".to_string(), Admin::new(Arc::clone(&shared), Arc::clone(&metrics)));
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+    server.add_service(background_service("jwks refresh", Refresher::new(Arc::clone(&shared))));
+    for service in extra {
+        server.add_boxed_service(service);
+    }
+    App { server, runtime: shared }
+}

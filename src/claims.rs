@@ -1,0 +1,248 @@
+//! JWT compact serialisation and claim access, before and after the signature is checked.
+//!
+//! Decoding is strict on purpose: exactly three parts, unpadded canonical base64url, JSON objects
+//! with no duplicate member names at any depth (two `sub`s is an attack on whichever parser picks
+//! the other one), and NumericDates that are non-negative numbers before year 10000. Nothing here
+//! trusts a claim: `verify` decides what is true. Nothing here may log the token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z. Larger values are parser attacks.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// A token split and decoded, signature not yet checked.
+#[derive(Debug)]
+pub struct Parts<'t> {
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'t str,
+    /// The signature part, still base64url.
+    pub signature: &'t str,
+    pub header: JoseHeader,
+    pub claims: Map<String, Value>,
+}
+
+/// The protected header fields tokengate acts on. `jku`, `x5u`, `jwk` and `x5c` are deliberately
+/// absent: keys come only from the issuer's configured key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoseHeader {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// Any `crit` at all: tokengate implements no JWS extension, so every `crit` is unknown.
+    pub has_crit: bool,
+}
+
+/// Splits and decodes a compact JWS. The error text is safe to show the client.
+pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
+    let mut it = token.split('.');
+    let (h, p, s) = match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(h), Some(p), Some(s), None) => (h, p, s),
+        _ if token.split('.').count() == 5 => return Err("encrypted tokens (JWE) are not accepted"),
+        _ => return Err("token must have three dot-separated parts"),
+    };
+    if s.is_empty() {
+        return Err("token has no signature");
+    }
+    let header = decode_object(h, "header")?;
+    let claims = decode_object(p, "payload")?;
+    if URL_SAFE_NO_PAD.decode(s).is_err() {
+        return Err("signature is not base64url");
+    }
+    Ok(Parts {
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature: s,
+        header: header_fields(&header)?,
+        claims,
+    })
+}
+
+fn decode_object(part: &str, what: &'static str) -> Result<Map<String, Value>, &'static str> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| match what {
+        "header" => "header is not base64url",
+        _ => "payload is not base64url",
+    })?;
+    match serde_json::from_slice::<Strict>(&bytes) {
+        Ok(Strict(Value::Object(map))) => Ok(map),
+        Ok(_) => Err(match what {
+            "header" => "header is not a JSON object",
+            _ => "payload is not a JSON object",
+        }),
+        Err(_) => Err(match what {
+            "header" => "header is not valid JSON (or repeats a member)",
+            _ => "payload is not valid JSON (or repeats a claim)",
+        }),
+    }
+}
+
+fn header_fields(h: &Map<String, Value>) -> Result<JoseHeader, &'static str> {
+    let text = |k: &str| -> Result<Option<String>, &'static str> {
+        match h.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err("header member has the wrong type"),
+        }
+    };
+    Ok(JoseHeader {
+        alg: text("alg")?.ok_or("header has no alg")?,
+        kid: text("kid")?,
+        typ: text("typ")?,
+        has_crit: h.contains_key("crit"),
+    })
+}
+
+/// Reads a NumericDate claim: `Ok(None)` when absent, `Err` when present but unusable.
+/// Fractions are floored; negative, non-numeric and far-future values are rejected.
+pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().ok_or(())?;
+            if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) {
+                // In range by the check above, so the cast is exact after floor.
+                Ok(Some(v.floor() as i64))
+            } else {
+                Err(())
+            }
+        }
+        Some(_) => Err(()),
+    }
+}
+
+/// A claim name as configured: tried first as a literal member name (namespaced claims such as
+/// `https://example.com/roles` contain dots), then as a dotted path into nested objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    full: String,
+    segments: Vec<String>,
+}
+
+impl ClaimPath {
+    pub fn new(name: &str) -> Self {
+        ClaimPath {
+            full: name.to_string(),
+            segments: name.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// Finds the claim in `claims`.
+    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
+        if let Some(v) = claims.get(&self.full) {
+            return Some(v);
+        }
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let (first, rest) = self.segments.split_first()?;
+        rest.iter()
+            .try_fold(claims.get(first)?, |v, seg| v.as_object()?.get(seg))
+    }
+}
+
+/// Scopes granted by a token: the union of every configured scope claim that is present, each
+/// either a space-delimited string (OAuth `scope`) or an array of strings (`scp`, `permissions`).
+pub fn scopes(claims: &Map<String, Value>, scope_claims: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in scope_claims {
+        match claims.get(name) {
+            Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => {}
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The calling client: the first of `client_claims` present in the token, if it is a string.
+pub fn client(claims: &Map<String, Value>, client_claims: &[String]) -> Option<String> {
+    client_claims
+        .iter()
+        .find_map(|n| claims.get(n))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// `aud` as a string or an array of strings; anything else is an empty audience.
+pub fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
+    match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A JSON value decoded with duplicate member names rejected at every depth. serde_json alone
+/// keeps the last duplicate silently.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests for `claims`; filled in below.

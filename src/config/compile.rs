@@ -1,0 +1,666 @@
+//! Compiling the raw config into runtime types: names resolved to handles, durations and
+//! algorithms parsed, bounds checked, shadowed routes found.
+//!
+//! All problems are collected, not just the first, each with its line, block and field. A config
+//! either compiles completely or not at all.
+
+use super::raw::{RawConfig, RawIssuer, RawRoute, RawServer, RawUpstream};
+use super::{Diagnostic, Source};
+use crate::claims::ClaimPath;
+use crate::duration::ConfigDuration;
+use crate::issuer::{normalise_typ, Issuer, KeySource};
+use crate::jwks::{self, KeyStore};
+use crate::metrics::{Metrics, UNMATCHED_ROUTE};
+use crate::path;
+use crate::policy::Policy;
+use crate::route::{Auth, PathMatch, Route, Router};
+use crate::runtime::{Runtime, Settings};
+use crate::upstream::{IdentityHeaders, Upstream};
+use http::{HeaderName, Method};
+use jsonwebtoken::Algorithm;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use toml::Spanned;
+
+/// Token lifetime and age rules must lie in [1 minute, 30 days]: shorter cannot survive clock
+/// skew and network latency, longer is not an access token (Auth0's maximum is 2592000 s).
+const LIFETIME_BOUNDS: (u64, u64) = (60, 2_592_000);
+const MAX_LEEWAY: u64 = 300;
+const DEFAULT_SCOPE_CLAIMS: [&str; 3] = ["scope", "scp", "permissions"];
+const DEFAULT_CLIENT_CLAIMS: [&str; 3] = ["azp", "client_id", "cid"];
+const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+
+/// Headers a `forward_claims` entry may not set: they carry framing, routing or credentials.
+const RESERVED_HEADERS: [&str; 11] = [
+    "authorization",
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+struct Errors<'s> {
+    src: &'s Source<'s>,
+    list: Vec<Diagnostic>,
+}
+
+impl Errors<'_> {
+    fn at(&mut self, span: Range<usize>, context: &str, message: impl Into<String>) {
+        self.list.push(Diagnostic {
+            line: self.src.line(span.start),
+            context: context.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Compiles `raw`; relative file paths resolve against `base`.
+pub fn compile(raw: RawConfig, src: &Source<'_>, base: &Path, metrics: &Metrics) -> Result<Runtime, Vec<Diagnostic>> {
+    let mut errs = Errors { src, list: Vec::new() };
+    let settings = compile_server(raw.server.as_ref().map(|s| s.get_ref()), &mut errs);
+    let prefix = raw
+        .server
+        .as_ref()
+        .and_then(|s| s.get_ref().identity_header_prefix.as_ref())
+        .map_or_else(|| "x-auth-".to_string(), |p| p.get_ref().to_ascii_lowercase());
+
+    let mut issuers: Vec<Arc<Issuer>> = Vec::new();
+    let mut issuer_names: HashMap<String, usize> = HashMap::new();
+    for (i, spanned) in raw.issuer.iter().enumerate() {
+        let r = spanned.get_ref();
+        let ctx = format!("issuer #{} '{}'", i + 1, r.name.get_ref());
+        if let Some(prev) = issuer_names.insert(r.name.get_ref().clone(), i) {
+            errs.at(r.name.span(), &ctx, format!("field 'name': duplicate issuer name (also issuer #{})", prev + 1));
+        }
+        check_name(&mut errs, &ctx, &r.name);
+        if let Some(issuer) = compile_issuer(r, &ctx, base, metrics, &mut errs) {
+            issuers.push(Arc::new(issuer));
+        }
+    }
+
+    let mut upstreams: HashMap<String, Arc<Upstream>> = HashMap::new();
+    for (i, spanned) in raw.upstream.iter().enumerate() {
+        let r = spanned.get_ref();
+        let ctx = format!("upstream #{} '{}'", i + 1, r.name.get_ref());
+        check_name(&mut errs, &ctx, &r.name);
+        if upstreams.contains_key(r.name.get_ref()) {
+            errs.at(r.name.span(), &ctx, "field 'name': duplicate upstream name");
+            continue;
+        }
+        if let Some(u) = compile_upstream(r, &ctx, &mut errs) {
+            upstreams.insert(r.name.get_ref().clone(), Arc::new(u));
+        }
+    }
+
+    let mut routes: Vec<Arc<Route>> = Vec::new();
+    let mut route_names: HashMap<String, usize> = HashMap::new();
+    let mut forwarded: Vec<HeaderName> = Vec::new();
+    for (i, spanned) in raw.route.iter().enumerate() {
+        let r = spanned.get_ref();
+        let ctx = format!("route #{} '{}'", i + 1, r.name.get_ref());
+        check_name(&mut errs, &ctx, &r.name);
+        if r.name.get_ref() == UNMATCHED_ROUTE {
+            errs.at(r.name.span(), &ctx, format!("field 'name': '{UNMATCHED_ROUTE}' is reserved"));
+        }
+        if let Some(prev) = route_names.insert(r.name.get_ref().clone(), i) {
+            errs.at(r.name.span(), &ctx, format!("field 'name': duplicate route name (also route #{})", prev + 1));
+        }
+        let Some(route) = compile_route(r, &ctx, &issuers, &issuer_names, &upstreams, metrics, &mut errs) else {
+            continue;
+        };
+        if let Some((j, earlier)) = routes.iter().enumerate().find(|(_, e)| e.shadows(&route)) {
+            errs.at(
+                r.name.span(),
+                &ctx,
+                format!(
+                    "route is never used: every request it matches is matched first by route '{}' (#{})",
+                    earlier.name,
+                    j + 1
+                ),
+            );
+        }
+        for (h, _) in &route.forward_claims {
+            if !forwarded.contains(h) {
+                forwarded.push(h.clone());
+            }
+        }
+        routes.push(Arc::new(route));
+    }
+    if raw.route.is_empty() {
+        errs.list.push(Diagnostic {
+            line: 1,
+            context: String::new(),
+            message: "no [[route]] defined: every request would be refused".into(),
+        });
+    }
+    if !errs.list.is_empty() {
+        errs.list.sort_by_key(|d| d.line);
+        return Err(errs.list);
+    }
+    Ok(Runtime {
+        settings,
+        issuers,
+        router: Router::new(routes),
+        identity: IdentityHeaders { prefix, names: forwarded },
+        unmatched: metrics.route(UNMATCHED_ROUTE),
+    })
+}
+
+fn check_name(errs: &mut Errors<'_>, ctx: &str, name: &Spanned<String>) {
+    let n = name.get_ref();
+    if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+        errs.at(name.span(), ctx, "field 'name': must be 1-64 characters of A-Z a-z 0-9 _ - .");
+    }
+}
+
+fn secs(d: &Option<Spanned<ConfigDuration>>) -> Option<(Duration, Range<usize>)> {
+    d.as_ref().map(|s| (s.get_ref().0, s.span()))
+}
+
+fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
+    let ctx = "server";
+    let default = RawServer::default();
+    let raw = raw.unwrap_or(&default);
+    let listen = match &raw.listen {
+        None => vec!["0.0.0.0:8080".to_string()],
+        Some(l) => {
+            if l.get_ref().is_empty() {
+                errs.at(l.span(), ctx, "field 'listen': at least one address is required");
+            }
+            for a in l.get_ref() {
+                if a.parse::<std::net::SocketAddr>().is_err() {
+                    errs.at(l.span(), ctx, format!("field 'listen': '{a}' is not an IP:port address"));
+                }
+            }
+            l.get_ref().clone()
+        }
+    };
+    let admin_listen = match &raw.admin_listen {
+        None => Some("127.0.0.1:9090".to_string()),
+        Some(a) if a.get_ref().is_empty() => None,
+        Some(a) => {
+            if a.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                errs.at(a.span(), ctx, format!("field 'admin_listen': '{}' is not an IP:port address", a.get_ref()));
+            }
+            Some(a.get_ref().clone())
+        }
+    };
+    let threads = match &raw.threads {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(t) => {
+            if !(1..=256).contains(t.get_ref()) {
+                errs.at(t.span(), ctx, "field 'threads': must be between 1 and 256");
+            }
+            *t.get_ref()
+        }
+    };
+    let max_token_bytes = match &raw.max_token_bytes {
+        None => 16 * 1024,
+        Some(m) => {
+            if !(1024..=1024 * 1024).contains(m.get_ref()) {
+                errs.at(m.span(), ctx, "field 'max_token_bytes': must be between 1024 and 1048576");
+            }
+            *m.get_ref()
+        }
+    };
+    if let Some(p) = &raw.identity_header_prefix {
+        let v = p.get_ref();
+        if !v.is_empty() && (HeaderName::from_bytes(v.as_bytes()).is_err() || v.len() < 3) {
+            errs.at(p.span(), ctx, "field 'identity_header_prefix': must be a header-name prefix of 3+ characters, or empty");
+        }
+    }
+    Settings {
+        listen,
+        admin_listen,
+        threads,
+        max_token_bytes,
+        grace_period: secs(&raw.grace_period).map_or(Duration::ZERO, |d| d.0),
+        graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(30), |d| d.0),
+    }
+}
+
+fn compile_issuer(r: &RawIssuer, ctx: &str, base: &Path, metrics: &Metrics, errs: &mut Errors<'_>) -> Option<Issuer> {
+    let before = errs.list.len();
+    if r.issuer.get_ref().is_empty() {
+        errs.at(r.issuer.span(), ctx, "field 'issuer': must not be empty");
+    }
+    if r.audiences.get_ref().is_empty() || r.audiences.get_ref().iter().any(String::is_empty) {
+        errs.at(r.audiences.span(), ctx, "field 'audiences': at least one non-empty audience is required");
+    }
+    let algorithms = compile_algorithms(r, ctx, errs);
+    let leeway = secs(&r.leeway).map_or(30, |(d, span)| {
+        if d.as_secs() > MAX_LEEWAY {
+            errs.at(span, ctx, format!("field 'leeway': at most {MAX_LEEWAY}s"));
+        }
+        d.as_secs() as i64
+    });
+    let fetch_timeout = secs(&r.jwks_fetch_timeout).map_or(Duration::from_secs(5), |(d, span)| {
+        if d.is_zero() || d > Duration::from_secs(60) {
+            errs.at(span, ctx, "field 'jwks_fetch_timeout': must be between 1s and 60s");
+        }
+        d
+    });
+    let refresh = secs(&r.jwks_refresh).map_or(Duration::from_secs(3600), |(d, span)| {
+        if d < Duration::from_secs(1) {
+            errs.at(span, ctx, "field 'jwks_refresh': must be at least 1s");
+        }
+        d
+    });
+    let require_typ = r.require_typ.as_ref().map(|t| {
+        if t.get_ref().trim().is_empty() {
+            errs.at(t.span(), ctx, "field 'require_typ': must not be empty");
+        }
+        normalise_typ(t.get_ref())
+    });
+    let list = |v: &Option<Spanned<Vec<String>>>, field: &str, default: &[&str], errs: &mut Errors<'_>| match v {
+        None => default.iter().map(|s| s.to_string()).collect(),
+        Some(l) => {
+            if l.get_ref().is_empty() {
+                errs.at(l.span(), ctx, format!("field '{field}': must not be empty"));
+            }
+            l.get_ref().clone()
+        }
+    };
+    let scope_claims = list(&r.scope_claims, "scope_claims", &DEFAULT_SCOPE_CLAIMS, errs);
+    let client_claims = list(&r.client_claims, "client_claims", &DEFAULT_CLIENT_CLAIMS, errs);
+    let keys = Arc::new(KeyStore::default());
+    let source = match (&r.jwks_uri, &r.jwks_file) {
+        (Some(_), Some(f)) => {
+            errs.at(f.span(), ctx, "field 'jwks_file': give exactly one of 'jwks_uri' and 'jwks_file'");
+            None
+        }
+        (None, None) => {
+            errs.at(r.name.span(), ctx, "missing field 'jwks_uri' (or 'jwks_file')");
+            None
+        }
+        (Some(u), None) => uri_source(r, u, fetch_timeout, base, ctx, errs),
+        (None, Some(f)) => {
+            let file = base.join(f.get_ref());
+            match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| {
+                jwks::parse(&b, SystemTime::now()).map_err(|e| e.to_string())
+            }) {
+                Ok((set, skipped)) => {
+                    for s in skipped {
+                        tracing::warn!(issuer = %r.name.get_ref(), "skipping key in {}: {s}", file.display());
+                    }
+                    keys.set(set);
+                    Some(KeySource::File(file))
+                }
+                Err(e) => {
+                    errs.at(f.span(), ctx, format!("field 'jwks_file': {}: {e}", file.display()));
+                    None
+                }
+            }
+        }
+    };
+    if errs.list.len() != before {
+        return None;
+    }
+    let issuer_metrics = metrics.issuer(r.name.get_ref());
+    if let Some(set) = keys.get() {
+        issuer_metrics.keys.set(set.keys.len() as i64);
+    }
+    Some(Issuer {
+        name: r.name.get_ref().clone(),
+        iss: r.issuer.get_ref().clone(),
+        audiences: r.audiences.get_ref().clone(),
+        algorithms,
+        leeway,
+        scope_claims,
+        client_claims,
+        require_typ,
+        source: source?,
+        refresh,
+        fetch_timeout,
+        keys,
+        metrics: issuer_metrics,
+    })
+}
+
+fn compile_algorithms(r: &RawIssuer, ctx: &str, errs: &mut Errors<'_>) -> Vec<Algorithm> {
+    let Some(list) = &r.algorithms else {
+        return vec![Algorithm::RS256];
+    };
+    if list.get_ref().is_empty() {
+        errs.at(list.span(), ctx, "field 'algorithms': at least one algorithm is required");
+    }
+    let mut out = Vec::new();
+    for name in list.get_ref() {
+        match name.parse::<Algorithm>() {
+            Ok(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => errs.at(
+                list.span(),
+                ctx,
+                format!("field 'algorithms': {name} is not allowed: HMAC would turn a public key into a shared secret"),
+            ),
+            Ok(a) => out.push(a),
+            Err(_) if name.eq_ignore_ascii_case("none") => {
+                errs.at(list.span(), ctx, "field 'algorithms': 'none' is never allowed")
+            }
+            Err(_) => errs.at(
+                list.span(),
+                ctx,
+                format!("field 'algorithms': unknown algorithm '{name}' (supported: {SUPPORTED_ALGORITHMS})"),
+            ),
+        }
+    }
+    out
+}
+
+fn uri_source(
+    r: &RawIssuer,
+    u: &Spanned<String>,
+    timeout: Duration,
+    base: &Path,
+    ctx: &str,
+    errs: &mut Errors<'_>,
+) -> Option<KeySource> {
+    let url = match reqwest::Url::parse(u.get_ref()) {
+        Ok(url) => url,
+        Err(e) => {
+            errs.at(u.span(), ctx, format!("field 'jwks_uri': not a URL: {e}"));
+            return None;
+        }
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if r.allow_insecure_http => {}
+        "http" => {
+            errs.at(u.span(), ctx, "field 'jwks_uri': plain http:// is refused; use https:// or set allow_insecure_http = true");
+            return None;
+        }
+        other => {
+            errs.at(u.span(), ctx, format!("field 'jwks_uri': unsupported scheme '{other}'"));
+            return None;
+        }
+    }
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &r.ca_file {
+        let file = base.join(ca.get_ref());
+        match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|pem| {
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
+        }) {
+            Ok(certs) => {
+                for c in certs {
+                    builder = builder.add_root_certificate(c);
+                }
+            }
+            Err(e) => {
+                errs.at(ca.span(), ctx, format!("field 'ca_file': {}: {e}", file.display()));
+                return None;
+            }
+        }
+    }
+    match builder.build() {
+        Ok(client) => Some(KeySource::Uri { url: url.to_string(), client }),
+        Err(e) => {
+            errs.at(u.span(), ctx, format!("field 'jwks_uri': cannot build an HTTP client: {e}"));
+            None
+        }
+    }
+}
+
+fn compile_upstream(r: &RawUpstream, ctx: &str, errs: &mut Errors<'_>) -> Option<Upstream> {
+    if r.targets.get_ref().is_empty() {
+        errs.at(r.targets.span(), ctx, "field 'targets': at least one host:port is required");
+        return None;
+    }
+    let connect = secs(&r.connect_timeout).map_or(Duration::from_secs(5), |d| d.0);
+    let read = secs(&r.read_timeout).map_or(Duration::from_secs(60), |d| d.0);
+    for (field, d) in [("connect_timeout", &r.connect_timeout), ("read_timeout", &r.read_timeout)] {
+        if let Some(s) = d {
+            if s.get_ref().0.is_zero() {
+                errs.at(s.span(), ctx, format!("field '{field}': must be greater than zero"));
+            }
+        }
+    }
+    match Upstream::new(r.name.get_ref().clone(), r.targets.get_ref(), connect, read) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errs.at(r.targets.span(), ctx, format!("field 'targets': {e}"));
+            None
+        }
+    }
+}
+
+fn compile_route(
+    r: &RawRoute,
+    ctx: &str,
+    issuers: &[Arc<Issuer>],
+    issuer_names: &HashMap<String, usize>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+    metrics: &Metrics,
+    errs: &mut Errors<'_>,
+) -> Option<Route> {
+    let before = errs.list.len();
+    let path = route_path(r, ctx, errs);
+    let methods = r.methods.as_ref().map(|m| {
+        if m.get_ref().is_empty() {
+            errs.at(m.span(), ctx, "field 'methods': must not be empty (omit it to allow any method)");
+        }
+        m.get_ref()
+            .iter()
+            .filter_map(|name| {
+                let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase());
+                match Method::from_bytes(name.as_bytes()) {
+                    Ok(method) if ok => Some(method),
+                    _ => {
+                        errs.at(m.span(), ctx, format!("field 'methods': '{name}' is not an upper-case HTTP method"));
+                        None
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let host = r.host.as_ref().map(|h| {
+        let v = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')) {
+            errs.at(h.span(), ctx, "field 'host': must be a host name without port or scheme");
+        }
+        v
+    });
+    let upstream = upstreams.get(r.upstream.get_ref()).cloned();
+    if upstream.is_none() {
+        errs.at(r.upstream.span(), ctx, format!("field 'upstream': unknown upstream '{}'", r.upstream.get_ref()));
+    }
+    let auth = match r.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+        None | Some(("jwt", _)) => compile_jwt(r, ctx, issuers, issuer_names, errs),
+        Some(("none", span)) => {
+            let rules: [(&str, bool); 8] = [
+                ("issuers", r.issuers.is_some()),
+                ("scopes_all", r.scopes_all.is_some()),
+                ("scopes_any", r.scopes_any.is_some()),
+                ("clients", r.clients.is_some()),
+                ("claims", r.claims.is_some()),
+                ("max_token_lifetime", r.max_token_lifetime.is_some()),
+                ("max_token_age", r.max_token_age.is_some()),
+                ("forward_claims", r.forward_claims.is_some()),
+            ];
+            for (field, _) in rules.iter().filter(|(_, set)| *set) {
+                errs.at(span.clone(), ctx, format!("field '{field}': token rules cannot be combined with auth = \"none\""));
+            }
+            Some(Auth::None)
+        }
+        Some((other, span)) => {
+            errs.at(span, ctx, format!("field 'auth': '{other}' is not \"jwt\" or \"none\""));
+            None
+        }
+    };
+    let forward_claims = compile_forward_claims(r, ctx, errs);
+    if errs.list.len() != before {
+        return None;
+    }
+    Some(Route {
+        name: r.name.get_ref().clone(),
+        host,
+        methods,
+        path: path?,
+        upstream: upstream?,
+        auth: auth?,
+        forward_claims,
+        strip_authorization: r.strip_authorization.as_ref().is_some_and(|s| *s.get_ref()),
+        metrics: metrics.route(r.name.get_ref()),
+    })
+}
+
+fn route_path(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Option<PathMatch> {
+    let (field, raw, exact) = match (&r.path, &r.path_prefix) {
+        (Some(p), None) => ("path", p, true),
+        (None, Some(p)) => ("path_prefix", p, false),
+        (Some(_), Some(p)) => {
+            errs.at(p.span(), ctx, "field 'path_prefix': give exactly one of 'path' and 'path_prefix'");
+            return None;
+        }
+        (None, None) => {
+            errs.at(r.name.span(), ctx, "missing field 'path' (or 'path_prefix')");
+            return None;
+        }
+    };
+    match path::normalise(raw.get_ref()) {
+        Ok(n) if n == *raw.get_ref() || (!exact && n.trim_end_matches('/') == raw.get_ref().trim_end_matches('/')) => {
+            let n = if exact || n == "/" { n } else { n.trim_end_matches('/').to_string() };
+            Some(if exact { PathMatch::Exact(n) } else { PathMatch::Prefix(n) })
+        }
+        Ok(n) => {
+            errs.at(raw.span(), ctx, format!("field '{field}': not in normal form (requests are matched as '{n}')"));
+            None
+        }
+        Err(e) => {
+            errs.at(raw.span(), ctx, format!("field '{field}': {e}"));
+            None
+        }
+    }
+}
+
+fn is_scope_token(s: &str) -> bool {
+    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn compile_jwt(
+    r: &RawRoute,
+    ctx: &str,
+    issuers: &[Arc<Issuer>],
+    issuer_names: &HashMap<String, usize>,
+    errs: &mut Errors<'_>,
+) -> Option<Auth> {
+    let chosen: Vec<Arc<Issuer>> = match &r.issuers {
+        None => {
+            if issuer_names.is_empty() {
+                errs.at(r.name.span(), ctx, "auth = \"jwt\" needs at least one [[issuer]]");
+            }
+            issuers.to_vec()
+        }
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                errs.at(list.span(), ctx, "field 'issuers': must not be empty");
+            }
+            let mut out = Vec::new();
+            for name in list.get_ref() {
+                if !issuer_names.contains_key(name) {
+                    errs.at(list.span(), ctx, format!("field 'issuers': unknown issuer '{name}'"));
+                } else if let Some(i) = issuers.iter().find(|i| &i.name == name) {
+                    out.push(Arc::clone(i));
+                }
+            }
+            out
+        }
+    };
+    let mut scopes = |v: &Option<Spanned<Vec<String>>>, field: &str| -> Vec<String> {
+        let Some(l) = v else { return Vec::new() };
+        if l.get_ref().is_empty() {
+            errs.at(l.span(), ctx, format!("field '{field}': must not be empty"));
+        }
+        for s in l.get_ref() {
+            if !is_scope_token(s) {
+                errs.at(l.span(), ctx, format!("field '{field}': '{s}' is not a valid scope (no spaces, quotes or backslashes)"));
+            }
+        }
+        l.get_ref().clone()
+    };
+    let scopes_all = scopes(&r.scopes_all, "scopes_all");
+    let scopes_any = scopes(&r.scopes_any, "scopes_any");
+    let clients = r.clients.as_ref().map(|c| {
+        if c.get_ref().is_empty() || c.get_ref().iter().any(String::is_empty) {
+            errs.at(c.span(), ctx, "field 'clients': must list at least one non-empty client id");
+        }
+        c.get_ref().clone()
+    });
+    let mut claims = Vec::new();
+    if let Some(map) = &r.claims {
+        for (name, value) in map.get_ref() {
+            let json = match value {
+                toml::Value::String(s) => serde_json::Value::String(s.clone()),
+                toml::Value::Integer(i) => serde_json::Value::from(*i),
+                toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+                _ => {
+                    errs.at(map.span(), ctx, format!("field 'claims': '{name}' must be a string, integer or boolean"));
+                    continue;
+                }
+            };
+            if name.is_empty() {
+                errs.at(map.span(), ctx, "field 'claims': empty claim name");
+            }
+            claims.push((ClaimPath::new(name), json));
+        }
+    }
+    let mut bound = |d: &Option<Spanned<ConfigDuration>>, field: &str| {
+        secs(d).map(|(d, span)| {
+            let s = d.as_secs();
+            if !(LIFETIME_BOUNDS.0..=LIFETIME_BOUNDS.1).contains(&s) {
+                errs.at(
+                    span,
+                    ctx,
+                    format!(
+                        "field '{field}': {s}s is outside {}s..={}s (1 minute to 30 days)",
+                        LIFETIME_BOUNDS.0, LIFETIME_BOUNDS.1
+                    ),
+                );
+            }
+            s as i64
+        })
+    };
+    let max_lifetime = bound(&r.max_token_lifetime, "max_token_lifetime");
+    let max_age = bound(&r.max_token_age, "max_token_age");
+    let challenge: Vec<&str> = scopes_all.iter().chain(scopes_any.iter()).map(String::as_str).collect();
+    Some(Auth::Jwt {
+        issuers: chosen,
+        policy: Policy {
+            scope_challenge: challenge.join(" ").into(),
+            scopes_all,
+            scopes_any,
+            clients,
+            claims,
+            max_lifetime,
+            max_age,
+        },
+    })
+}
+
+fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec<(HeaderName, ClaimPath)> {
+    let Some(map) = &r.forward_claims else { return Vec::new() };
+    let mut out = Vec::new();
+    for (header, claim) in map.get_ref() {
+        match HeaderName::from_bytes(header.as_bytes()) {
+            Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
+                errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' cannot carry a claim"));
+            }
+            Ok(h) if !claim.is_empty() => out.push((h, ClaimPath::new(claim))),
+            Ok(_) => errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' names no claim")),
+            Err(_) => errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' is not a header name")),
+        }
+    }
+    out
+}

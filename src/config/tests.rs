@@ -1,0 +1,1 @@
+//! Unit tests for `config`; filled in below.

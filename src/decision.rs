@@ -1,0 +1,141 @@
+//! The whole decision for one request: normalise, route, extract, verify, apply policy.
+//!
+//! Pure and pingora-free: it reads the request head as `http` types, takes the current time as an
+//! argument, and returns either a permit (what to forward, and with which identity headers) or a
+//! rejection. The proxy only sequences IO around it.
+
+use crate::path;
+use crate::policy;
+use crate::reject::Rejection;
+use crate::route::{Auth, Route};
+use crate::runtime::Runtime;
+use crate::token::{self, ExtractError};
+use crate::verify::{self, Verified};
+use http::header::{AUTHORIZATION, HOST};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What to forward.
+#[derive(Debug)]
+pub struct Permit {
+    /// The normalised path that was matched, plus the original query.
+    pub path_and_query: String,
+    /// Identity headers to set from verified claims.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The verified token, for logging; `None` on `auth = "none"` routes.
+    pub verified: Option<Verified>,
+}
+
+/// The outcome, with the route that produced it (for metrics) when one matched.
+#[derive(Debug)]
+pub struct Decision {
+    pub route: Option<Arc<Route>>,
+    pub outcome: Result<Permit, Rejection>,
+}
+
+/// Decides `req` against `rt` at unix time `now` (seconds).
+pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
+    let routed = route(rt, req);
+    let route = match routed {
+        Ok(r) => r,
+        Err(rejection) => return Decision { route: None, outcome: Err(rejection) },
+    };
+    let outcome = authorize(rt, &route.0, req, now).map(|(headers, verified)| Permit {
+        path_and_query: match req.uri.query() {
+            Some(q) => format!("{}?{q}", route.1),
+            None => route.1,
+        },
+        headers,
+        verified,
+    });
+    Decision { route: Some(route.0), outcome }
+}
+
+fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String), Rejection> {
+    if req.method == Method::CONNECT {
+        return Err(Rejection::BadTarget("CONNECT is not supported"));
+    }
+    let host = request_host(req)?;
+    let path = path::normalise(req.uri.path()).map_err(Rejection::BadPath)?;
+    let route = rt
+        .router
+        .find(host.as_deref(), &req.method, &path)
+        .ok_or(Rejection::NoRoute)?;
+    Ok((Arc::clone(route), path))
+}
+
+/// The host the client addressed: the authority of an absolute-form target (RFC 9112 §3.2.2
+/// makes it override `Host`), else the single `Host` header. Lower-cased, port and trailing dot
+/// removed. `X-Forwarded-Host` is never consulted: clients control it.
+fn request_host(req: &Parts) -> Result<Option<String>, Rejection> {
+    if let Some(auth) = req.uri.authority() {
+        return Ok(Some(normalise_host(auth.host())));
+    }
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Rejection::BadTarget("more than one Host header"));
+    }
+    match first {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
+            let authority: http::uri::Authority =
+                text.parse().map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
+            Ok(Some(normalise_host(authority.host())))
+        }
+    }
+}
+
+fn normalise_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn authorize(
+    rt: &Runtime,
+    route: &Route,
+    req: &Parts,
+    now: i64,
+) -> Result<(Vec<(HeaderName, HeaderValue)>, Option<Verified>), Rejection> {
+    let (issuers, policy) = match &route.auth {
+        Auth::None => return Ok((Vec::new(), None)),
+        Auth::Jwt { issuers, policy } => (issuers, policy),
+    };
+    let values = req.headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+    let token = token::extract_bearer(values, rt.settings.max_token_bytes).map_err(|e| match e {
+        ExtractError::Missing => Rejection::MissingToken,
+        ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
+        ExtractError::TooLarge => Rejection::TokenTooLarge,
+    })?;
+    let verified = verify::verify(token, issuers, now)?;
+    policy::evaluate(policy, &verified, now)?;
+    Ok((identity_headers(route, &verified), Some(verified)))
+}
+
+/// The `forward_claims` headers for a verified token. A claim that is absent, or whose value
+/// cannot be a header value (CR, LF, NUL...), is not sent: the upstream must treat a missing
+/// header as "no claim", and an injected line break must never reach it.
+fn identity_headers(route: &Route, verified: &Verified) -> Vec<(HeaderName, HeaderValue)> {
+    route
+        .forward_claims
+        .iter()
+        .filter_map(|(name, claim)| {
+            let text = match claim.lookup(&verified.claims)? {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Value::Null => return None,
+                other => other.to_string(),
+            };
+            HeaderValue::from_str(&text).ok().map(|v| (name.clone(), v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Key sets: parsing a JWKS document into verification keys, and holding each issuer's current set.
+//!
+//! A JWKS is untrusted input from the network. Each key is validated on its own and an unusable key
+//! is skipped with a reason, never poisoning the rest of the set: HMAC (`oct`) keys are never
+//! loaded (a public key must never become an HMAC secret), RSA moduli must be 2048 to 8192 bits,
+//! EC points must lie on their declared curve, and `use` / `key_ops` must allow verification.
+//! Reading the current set is lock-free; it is swapped whole when a fetch succeeds.
+
+pub mod fetch;
+pub mod refresh;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The most keys kept from one document; identity providers publish a handful.
+pub const MAX_KEYS: usize = 64;
+
+/// The kind of public key, fixing which algorithms it can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+impl KeyKind {
+    /// Whether a key of this kind may verify `alg`: the key type must match the algorithm.
+    pub fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, alg),
+            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (KeyKind::EcP256, ES256)
+                | (KeyKind::EcP384, ES384)
+                | (KeyKind::Ed25519, EdDSA)
+        )
+    }
+}
+
+/// One verification key.
+#[derive(Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    pub kind: KeyKind,
+    /// The JWK's own `alg`, which pins the key to one algorithm when present.
+    pub alg: Option<Algorithm>,
+    pub decoding: DecodingKey,
+}
+
+impl Key {
+    /// Whether this key may verify a token signed with `alg`.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.kind.fits(alg) && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An issuer's usable keys at one moment.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    pub keys: Vec<Key>,
+    pub fetched_at: SystemTime,
+}
+
+impl KeySet {
+    /// The key with this `kid`, if any.
+    pub fn by_kid(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+/// Why a whole document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    #[error("not a JSON object with a 'keys' array")]
+    NotJwks,
+    #[error("no usable keys ({0} skipped)")]
+    NoUsableKeys(usize),
+}
+
+/// Parses a JWKS document. Returns the usable keys and, for each skipped key, why.
+pub fn parse(body: &[u8], fetched_at: SystemTime) -> Result<(KeySet, Vec<String>), JwksError> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotJwks)?;
+    let entries = doc.get("keys").and_then(Value::as_array).ok_or(JwksError::NotJwks)?;
+    let mut keys = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if keys.len() == MAX_KEYS {
+            skipped.push(format!("key #{i} and later: more than {MAX_KEYS} keys"));
+            break;
+        }
+        match parse_key(entry) {
+            Ok(k) => keys.push(k),
+            Err(why) => {
+                let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("-");
+                skipped.push(format!("key #{i} (kid {kid:.64}): {why}"));
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::NoUsableKeys(skipped.len()));
+    }
+    Ok((KeySet { keys, fetched_at }, skipped))
+}
+
+fn field<'v>(jwk: &'v Value, name: &str) -> Result<&'v str, String> {
+    jwk.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("missing or non-string '{name}'"))
+}
+
+fn b64(jwk: &Value, name: &str) -> Result<Vec<u8>, String> {
+    URL_SAFE_NO_PAD
+        .decode(field(jwk, name)?)
+        .map_err(|_| format!("'{name}' is not base64url"))
+}
+
+fn parse_key(jwk: &Value) -> Result<Key, String> {
+    if !jwk.is_object() {
+        return Err("not an object".into());
+    }
+    if let Some(u) = jwk.get("use") {
+        if u.as_str() != Some("sig") {
+            return Err("'use' is not 'sig'".into());
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let ops = ops.as_array().ok_or("'key_ops' is not an array")?;
+        if !ops.iter().any(|o| o.as_str() == Some("verify")) {
+            return Err("'key_ops' does not allow 'verify'".into());
+        }
+    }
+    let kid = match jwk.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("'kid' is not a string".into()),
+    };
+    let alg = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(s)) => Some(
+            s.parse::<Algorithm>()
+                .map_err(|_| format!("unsupported alg {s:.16}"))?,
+        ),
+        Some(_) => return Err("'alg' is not a string".into()),
+    };
+    let (kind, decoding) = match field(jwk, "kty")? {
+        "RSA" => rsa(jwk)?,
+        "EC" => ec(jwk)?,
+        "OKP" => okp(jwk)?,
+        "oct" => return Err("symmetric keys are never used".into()),
+        other => return Err(format!("unsupported kty {other:.16}")),
+    };
+    if let Some(a) = alg {
+        if !kind.fits(a) {
+            return Err(format!("alg {a:?} does not fit the key type"));
+        }
+    }
+    Ok(Key { kid, kind, alg, decoding })
+}
+
+fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+    let n = b64(jwk, "n")?;
+    let e = b64(jwk, "e")?;
+    let n = strip_zeros(&n);
+    let e = strip_zeros(&e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if !(2048..=8192).contains(&bits) {
+        return Err(format!("RSA modulus of {bits} bits is outside 2048..=8192"));
+    }
+    if e.is_empty() || e.len() > 4 || e.last().is_some_and(|b| b & 1 == 0) {
+        return Err("RSA exponent is not a small odd number".into());
+    }
+    Ok((KeyKind::Rsa, DecodingKey::from_rsa_raw_components(n, e)))
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let lead = b.iter().take_while(|&&x| x == 0).count();
+    &b[lead..]
+}
+
+fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+    use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
+    let (kind, size, alg) = match field(jwk, "crv")? {
+        "P-256" => (KeyKind::EcP256, 32, &ECDSA_P256_SHA256_FIXED),
+        "P-384" => (KeyKind::EcP384, 48, &ECDSA_P384_SHA384_FIXED),
+        other => return Err(format!("unsupported curve {other:.16}")),
+    };
+    let x = b64(jwk, "x")?;
+    let y = b64(jwk, "y")?;
+    if x.len() != size || y.len() != size {
+        return Err("EC coordinates have the wrong length for the curve".into());
+    }
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(4);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    // Parsing proves the point lies on the curve (invalid-curve attacks need one that does not).
+    ParsedPublicKey::new(alg, &point).map_err(|_| "EC point is not on the curve".to_string())?;
+    let decoding = DecodingKey::from_ec_components(field(jwk, "x")?, field(jwk, "y")?)
+        .map_err(|_| "EC key rejected".to_string())?;
+    Ok((kind, decoding))
+}
+
+fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+    if field(jwk, "crv")? != "Ed25519" {
+        return Err("unsupported OKP curve".into());
+    }
+    if b64(jwk, "x")?.len() != 32 {
+        return Err("Ed25519 key is not 32 bytes".into());
+    }
+    let decoding =
+        DecodingKey::from_ed_components(field(jwk, "x")?).map_err(|_| "Ed25519 key rejected".to_string())?;
+    Ok((KeyKind::Ed25519, decoding))
+}
+
+/// An issuer's current key set, read lock-free on every request and replaced whole.
+#[derive(Debug, Default)]
+pub struct KeyStore {
+    current: ArcSwapOption<KeySet>,
+}
+
+impl KeyStore {
+    /// The current set, or `None` until the first successful load.
+    pub fn get(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    pub fn set(&self, set: KeySet) {
+        self.current.store(Some(Arc::new(set)));
+    }
+
+    pub fn clear(&self) {
+        self.current.store(None);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests for `jwks`; filled in below.

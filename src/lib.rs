@@ -1,0 +1,40 @@
+//! tokengate: a reverse proxy that enforces bearer-token (JWT) access policy in front of HTTP APIs.
+//!
+//! A request walks through the gateway in one direction, and the modules follow that walk:
+//!
+//! ```text
+//! client -> proxy (pingora hooks, thin)
+//!             path     normalise(raw target) -> normalised path      | unsafe -> 400
+//!             route    Router::find(host, method, path) -> &Route    | none -> 404, never forwarded
+//!             token    extract_bearer(headers) -> &str               | missing -> 401, malformed -> 400
+//!             verify   verify(token, issuers, now) -> Verified       | bad -> 401 invalid_token
+//!             jwks     key sets per issuer, fetched in background    | unavailable -> 503
+//!             policy   evaluate(policy, &verified, now)              | deny -> 403 / 401
+//!             reject   the ONE place a denial becomes a response + metric reason
+//!          -> upstream (peer choice, header hygiene) -> metrics
+//! config: raw (serde mirror of the TOML) -> compile (names resolved to handles, bounds checked)
+//! ```
+//!
+//! Everything from `path` to `reject` is pure: it takes the current time as an argument, does no IO
+//! and knows nothing of pingora. Only `proxy.rs` and `admin.rs` touch pingora sessions.
+
+pub mod admin;
+pub mod app;
+pub mod claims;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod demo;
+pub mod duration;
+pub mod issuer;
+pub mod jwks;
+pub mod metrics;
+pub mod path;
+pub mod policy;
+pub mod proxy;
+pub mod reject;
+pub mod route;
+pub mod runtime;
+pub mod token;
+pub mod upstream;
+pub mod verify;

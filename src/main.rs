@@ -1,0 +1,58 @@
+//! The `tokengate` binary: parse the command line, load the config, hand over to the server.
+
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokengate::cli::{Cli, Command};
+use tokengate::metrics::Metrics;
+use tokengate::{app, config, demo};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("tokengate: cannot create metrics: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check { config } => match config::load(&config, &metrics) {
+            Ok(rt) => {
+                println!(
+                    "{}: ok ({} routes, {} issuers)",
+                    config.display(),
+                    rt.router.routes().len(),
+                    rt.issuers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{}: configuration is invalid", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => match config::load(&config, &metrics) {
+            Ok(rt) => app::build(rt, metrics, Vec::new()).server.run_forever(),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo => match demo::prepare(metrics) {
+            Ok(app) => app.server.run_forever(),
+            Err(e) => {
+                eprintln!("tokengate demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics: families registered once, children resolved when a config is compiled.
+//!
+//! Labels come only from config names (route, issuer) and static reason strings, never from
+//! request data: no path, `sub`, `kid` or token can create a series. `with_label_values` takes a
+//! lock, so it is called at compile time only; the request path touches pre-resolved handles.
+
+use crate::reject::Reason;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The label used for requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "-";
+
+/// Every metric family tokengate exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    decide: Histogram,
+    jwks_keys: IntGaugeVec,
+}
+
+/// Pre-resolved children for one route.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    /// One counter per [`Reason`], indexed by [`Reason::index`].
+    requests: Vec<IntCounter>,
+    pub duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn count(&self, reason: Reason) {
+        if let Some(c) = self.requests.get(reason.index()) {
+            c.inc();
+        }
+    }
+}
+
+/// Pre-resolved children for one issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerMetrics {
+    pub keys: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("tokengate_requests_total", "Requests by route, decision and reason."),
+            &["route", "decision", "reason"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokengate_request_duration_seconds",
+                "Time from request start to the end of the response, by route.",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route"],
+        )?;
+        let decide = Histogram::with_opts(
+            HistogramOpts::new(
+                "tokengate_decision_duration_seconds",
+                "Time spent deciding a request: routing, token verification and policy.",
+            )
+            .buckets(vec![0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01]),
+        )?;
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new("tokengate_jwks_keys", "Usable keys in the issuer's current key set."),
+            &["issuer"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new("tokengate_build_info", "Build information; the value is always 1."),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(decide.clone()))?;
+        registry.register(Box::new(jwks_keys.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            decide,
+            jwks_keys,
+        })
+    }
+
+    /// Resolves the children of route `name`.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: Reason::ALL
+                .iter()
+                .map(|r| self.requests.with_label_values(&[name, r.decision(), r.label()]))
+                .collect(),
+            duration: self.duration.with_label_values(&[name]),
+        }
+    }
+
+    /// Resolves the children of issuer `name`.
+    pub fn issuer(&self, name: &str) -> IssuerMetrics {
+        IssuerMetrics {
+            keys: self.jwks_keys.with_label_values(&[name]),
+        }
+    }
+
+    /// The histogram of time spent deciding.
+    pub fn decide(&self) -> &Histogram {
+        &self.decide
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

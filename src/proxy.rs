@@ -1,0 +1,183 @@
+//! The pingora hooks: thin glue that sequences the pure core around the proxy's IO.
+//!
+//! `request_filter` takes a runtime snapshot, calls `decision::decide`, and either keeps the
+//! permit or writes the rejection. The later hooks apply the permit (path, identity headers) and
+//! record metrics. No policy logic lives here.
+
+use crate::decision::{self, Permit};
+use crate::metrics::Metrics;
+use crate::reject::{Reason, Rejection, Response};
+use crate::route::Route;
+use crate::runtime::Runtime;
+use crate::upstream;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The proxy application.
+pub struct Gateway {
+    runtime: Arc<ArcSwap<Runtime>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, metrics: Arc<Metrics>) -> Self {
+        Gateway { runtime, metrics }
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    runtime: Option<Arc<Runtime>>,
+    route: Option<Arc<Route>>,
+    permit: Option<Permit>,
+    reason: Reason,
+}
+
+/// Unix time in whole seconds, the clock every rule is checked against.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Writes a rejection response. The body is small and complete, so it is sent in one go.
+async fn write(session: &mut Session, resp: &Response) -> Result<()> {
+    let mut h = ResponseHeader::build(resp.status, Some(5))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("cache-control", "no-store")?;
+    h.insert_header("content-length", resp.body.len().to_string())?;
+    if let Some(c) = &resp.challenge {
+        h.insert_header("www-authenticate", c.as_str())?;
+    }
+    if let Some(r) = resp.retry_after {
+        h.insert_header("retry-after", r.to_string())?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(Bytes::from(resp.body.clone())), true).await
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            runtime: None,
+            route: None,
+            permit: None,
+            reason: Reason::Ok,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let runtime = self.runtime.load_full();
+        let started = Instant::now();
+        let decision = decision::decide(&runtime, session.req_header(), unix_now());
+        self.metrics.decide().observe(started.elapsed().as_secs_f64());
+        ctx.route = decision.route;
+        ctx.runtime = Some(runtime);
+        match decision.outcome {
+            Ok(permit) => {
+                ctx.permit = Some(permit);
+                Ok(false)
+            }
+            Err(rejection) => {
+                ctx.reason = rejection.reason();
+                // An unread request body would desynchronise a reused connection.
+                if session.req_header().headers.contains_key("content-length")
+                    || session.req_header().headers.contains_key("transfer-encoding")
+                {
+                    session.set_keepalive(None);
+                }
+                write(session, &rejection.respond()).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        ctx.route
+            .as_ref()
+            .and_then(|r| r.upstream.peer())
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "route has no upstream target"))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(runtime), Some(route), Some(permit)) = (&ctx.runtime, &ctx.route, &ctx.permit) else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding without a permit");
+        };
+        runtime.identity.strip(req);
+        for (name, value) in &permit.headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
+        if route.strip_authorization {
+            req.remove_header("authorization");
+        }
+        let uri = permit
+            .path_and_query
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "normalised path is not a URI"))?;
+        req.set_uri(uri);
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        upstream::set_forwarded(req, client)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let rejection = match (e.esource(), e.etype()) {
+            (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+                Some(Rejection::UpstreamTimeout)
+            }
+            (ErrorSource::Upstream, _) => Some(Rejection::UpstreamUnavailable),
+            (ErrorSource::Internal | ErrorSource::Unset, _) if ctx.permit.is_some() => {
+                Some(Rejection::UpstreamUnavailable)
+            }
+            _ => None,
+        };
+        let Some(rejection) = rejection else {
+            // Downstream trouble: the client went away or sent garbage; nothing useful to add.
+            let code = match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            };
+            if code > 0 {
+                ctx.reason = Reason::InvalidRequest;
+                let _ = session.respond_error(code).await;
+            }
+            return FailToProxy { error_code: code, can_reuse_downstream: false };
+        };
+        ctx.reason = rejection.reason();
+        let resp = rejection.respond();
+        if let Err(err) = write(session, &resp).await {
+            tracing::debug!(error = %err, "could not send the upstream error response");
+        }
+        FailToProxy {
+            error_code: resp.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let metrics = match (&ctx.route, &ctx.runtime) {
+            (Some(route), _) => &route.metrics,
+            (None, Some(rt)) => &rt.unmatched,
+            (None, None) => return,
+        };
+        metrics.count(ctx.reason);
+        metrics.duration.observe(ctx.start.elapsed().as_secs_f64());
+    }
+}

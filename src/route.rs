@@ -1,0 +1,118 @@
+//! Routes and the router: which route, if any, governs a request.
+//!
+//! Routes are tried in file order and the first whose host, method and path all match wins, as in
+//! priority-ordered access policies; no match means the request is refused, never forwarded. The
+//! router only ever sees a normalised path and a normalised host (see `path` and `decision`).
+
+use crate::claims::ClaimPath;
+use crate::issuer::Issuer;
+use crate::metrics::RouteMetrics;
+use crate::policy::Policy;
+use crate::upstream::Upstream;
+use http::{HeaderName, Method};
+use std::sync::Arc;
+
+/// How a route matches the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `path = "/x"`: `/x`, and `/x/` so that a trailing slash cannot step around the rule.
+    Exact(String),
+    /// `path_prefix = "/x"`: `/x` and everything below it, segment-aware (never `/xy`).
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => {
+                path == p || (p != "/" && path.len() == p.len() + 1 && path.starts_with(p.as_str()) && path.ends_with('/'))
+            }
+            PathMatch::Prefix(p) => {
+                p == "/" || (path.starts_with(p.as_str()) && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
+            }
+        }
+    }
+
+    /// Whether every path `other` matches is also matched by `self`.
+    fn covers(&self, other: &PathMatch) -> bool {
+        match (self, other) {
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,
+            (PathMatch::Prefix(_), PathMatch::Exact(b)) | (PathMatch::Prefix(_), PathMatch::Prefix(b)) => {
+                self.matches(b)
+            }
+        }
+    }
+}
+
+/// What a route demands of the caller.
+#[derive(Debug)]
+pub enum Auth {
+    /// No token is read; identity headers are still stripped.
+    None,
+    Jwt { issuers: Vec<Arc<Issuer>>, policy: Policy },
+}
+
+/// One compiled `[[route]]`.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case, without port or trailing dot.
+    pub host: Option<String>,
+    /// `None` matches any method.
+    pub methods: Option<Vec<Method>>,
+    pub path: PathMatch,
+    pub upstream: Arc<Upstream>,
+    pub auth: Auth,
+    /// Header to set on the upstream request, and the claim it carries.
+    pub forward_claims: Vec<(HeaderName, ClaimPath)>,
+    pub strip_authorization: bool,
+    pub metrics: RouteMetrics,
+}
+
+impl Route {
+    pub fn matches(&self, host: Option<&str>, method: &Method, path: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| Some(h) == host)
+            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+            && self.path.matches(path)
+    }
+
+    /// Whether `self`, placed earlier, matches every request `later` matches, leaving it dead.
+    pub fn shadows(&self, later: &Route) -> bool {
+        let host = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
+        };
+        let methods = match (&self.methods, &later.methods) {
+            (None, _) => true,
+            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+            (Some(_), None) => false,
+        };
+        host && methods && self.path.covers(&later.path)
+    }
+}
+
+/// The ordered route table.
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        Router { routes }
+    }
+
+    /// The first route matching the request, in file order.
+    pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(host, method, path))
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests for `route`; filled in below.

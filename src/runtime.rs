@@ -1,0 +1,40 @@
+//! The compiled, immutable configuration a request is decided against.
+//!
+//! A request takes one `Arc<Runtime>` snapshot at its start and uses it to the end, so a reload
+//! that swaps the runtime never mixes two configs within one request.
+
+use crate::issuer::Issuer;
+use crate::metrics::RouteMetrics;
+use crate::route::Router;
+use crate::upstream::IdentityHeaders;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `[server]` after compilation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: Vec<String>,
+    pub admin_listen: Option<String>,
+    pub threads: usize,
+    pub max_token_bytes: usize,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+}
+
+/// Everything the request path needs, resolved.
+#[derive(Debug)]
+pub struct Runtime {
+    pub settings: Settings,
+    pub issuers: Vec<Arc<Issuer>>,
+    pub router: Router,
+    pub identity: IdentityHeaders,
+    /// Metric children for requests no route matched.
+    pub unmatched: RouteMetrics,
+}
+
+impl Runtime {
+    /// Ready when every issuer has a usable key set.
+    pub fn ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.keys.get().is_some())
+    }
+}

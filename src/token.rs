@@ -1,0 +1,91 @@
+//! Bearer-token extraction from `Authorization` (RFC 6750 §2.1).
+//!
+//! Accepts exactly one `Authorization` header of the form `Bearer <b64token>`, the scheme matched
+//! case-insensitively. It never looks at the query string or the body: tokens there leak into logs.
+//! It must never log or copy the token; it only borrows it.
+
+/// Why no token could be taken from a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractError {
+    /// No `Authorization` header: the client has not tried to authenticate.
+    Missing,
+    /// Present but unusable; the text is safe to show the client.
+    Malformed(&'static str),
+    /// Longer than the configured cap.
+    TooLarge,
+}
+
+/// Returns the token from the `Authorization` values of a request.
+pub fn extract_bearer<'a, I>(values: I, max_bytes: usize) -> Result<&'a str, ExtractError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut values = values.into_iter();
+    let value = values.next().ok_or(ExtractError::Missing)?;
+    if values.next().is_some() {
+        return Err(ExtractError::Malformed("more than one Authorization header"));
+    }
+    let value = value.trim_ascii();
+    let split = value.iter().position(|&b| b == b' ');
+    let (scheme, rest) = match split {
+        Some(at) => (&value[..at], &value[at..]),
+        None => (value, &value[value.len()..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(ExtractError::Malformed("Authorization scheme must be Bearer"));
+    }
+    let token = rest.trim_ascii_start();
+    if token.is_empty() {
+        return Err(ExtractError::Malformed("empty bearer token"));
+    }
+    if token.len() > max_bytes {
+        return Err(ExtractError::TooLarge);
+    }
+    if !is_b64token(token) {
+        return Err(ExtractError::Malformed("bearer token has characters outside b64token"));
+    }
+    // b64token is pure ASCII, so this cannot fail; mapping keeps the function panic-free.
+    std::str::from_utf8(token).map_err(|_| ExtractError::Malformed("bearer token is not ASCII"))
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(t: &[u8]) -> bool {
+    let body_end = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
+    body_end > 0
+        && t[..body_end]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(values: &[&str]) -> Result<String, ExtractError> {
+        extract_bearer(values.iter().map(|v| v.as_bytes()), 32).map(str::to_string)
+    }
+
+    #[test]
+    fn extracts_the_table() {
+        use ExtractError::*;
+        let cases: &[(&[&str], Result<&str, ExtractError>)] = &[
+            (&[], Err(Missing)),
+            (&["Bearer abc.def.ghi"], Ok("abc.def.ghi")),
+            (&["bearer abc"], Ok("abc")),
+            (&["BEARER   abc  "], Ok("abc")),
+            (&["Bearer"], Err(Malformed("empty bearer token"))),
+            (&["Bearer "], Err(Malformed("empty bearer token"))),
+            (&["Basic dXNlcjpwYXNz"], Err(Malformed("Authorization scheme must be Bearer"))),
+            (&["Bearerabc"], Err(Malformed("Authorization scheme must be Bearer"))),
+            (&["Bearer a b"], Err(Malformed("bearer token has characters outside b64token"))),
+            (&["Bearer a\"b"], Err(Malformed("bearer token has characters outside b64token"))),
+            (&["Bearer ==="], Err(Malformed("bearer token has characters outside b64token"))),
+            (&["Bearer abc=="], Ok("abc==")),
+            (&["Bearer a", "Bearer b"], Err(Malformed("more than one Authorization header"))),
+            (&["Bearer 0123456789012345678901234567890123"], Err(TooLarge)),
+        ];
+        for (values, want) in cases {
+            assert_eq!(run(values), want.map(str::to_string), "{values:?}");
+        }
+    }
+}

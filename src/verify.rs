@@ -1,0 +1,138 @@
+//! Token verification: from a compact JWS to claims that tokengate can trust, or a rejection.
+//!
+//! Order matters and is fixed: decode strictly, pick the issuer by exact `iss` among the route's
+//! issuers, require the header `alg` to be on that issuer's allow-list (never trusting `alg`
+//! alone), pick the key by `kid` from that issuer's own set and require its type to fit the
+//! algorithm, check the signature with jsonwebtoken, and only then read time and audience claims.
+//! Every rule is checked here against an injected `now`; none is delegated to the library's
+//! validation options. Key-bearing headers (`jku`, `x5u`, `jwk`, `x5c`) are never read.
+
+use crate::claims::{self, Parts};
+use crate::issuer::{normalise_typ, Issuer};
+use crate::jwks::KeySet;
+use crate::reject::Rejection;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Claims whose signature and registered claims checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub issuer: Arc<Issuer>,
+    pub claims: Map<String, Value>,
+    pub exp: i64,
+    pub iat: Option<i64>,
+    pub nbf: Option<i64>,
+    /// Granted scopes, sorted and deduplicated.
+    pub scopes: Vec<String>,
+    pub client: Option<String>,
+}
+
+/// Verifies `token` for a route that trusts `issuers`, at unix time `now` (seconds).
+pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified, Rejection> {
+    let parts = claims::split(token).map_err(Rejection::MalformedToken)?;
+    let iss = match parts.claims.get("iss") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(Rejection::WrongIssuer),
+    };
+    let issuer = issuers
+        .iter()
+        .find(|i| i.iss == iss)
+        .ok_or(Rejection::WrongIssuer)?;
+    let alg: Algorithm = parts
+        .header
+        .alg
+        .parse()
+        .map_err(|_| Rejection::AlgorithmNotAllowed)?;
+    if !issuer.algorithms.contains(&alg) {
+        return Err(Rejection::AlgorithmNotAllowed);
+    }
+    if parts.header.has_crit {
+        return Err(Rejection::MalformedToken("unsupported critical header parameter"));
+    }
+    if let Some(want) = &issuer.require_typ {
+        match &parts.header.typ {
+            Some(t) if normalise_typ(t) == *want => {}
+            _ => return Err(Rejection::WrongType),
+        }
+    }
+    let keys = issuer.keys.get().ok_or(Rejection::KeysUnavailable)?;
+    check_signature(&parts, alg, &keys)?;
+    check_claims(parts.claims, issuer, now)
+}
+
+fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), Rejection> {
+    let ok = |key: &crate::jwks::Key| {
+        jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key.decoding, alg)
+            .unwrap_or_else(|e| {
+                tracing::debug!(error = ?e.kind(), "signature check failed");
+                false
+            })
+    };
+    match parts.header.kid.as_deref() {
+        Some(kid) => {
+            let key = keys.by_kid(kid).ok_or(Rejection::UnknownKey)?;
+            if !key.accepts(alg) {
+                return Err(Rejection::BadSignature);
+            }
+            if ok(key) {
+                Ok(())
+            } else {
+                Err(Rejection::BadSignature)
+            }
+        }
+        // Without a kid, any key of the right type may have signed it; the set is capped at
+        // MAX_KEYS, which bounds the work.
+        None => {
+            let mut candidates = keys.keys.iter().filter(|k| k.accepts(alg)).peekable();
+            if candidates.peek().is_none() {
+                return Err(Rejection::UnknownKey);
+            }
+            if candidates.any(ok) {
+                Ok(())
+            } else {
+                Err(Rejection::BadSignature)
+            }
+        }
+    }
+}
+
+fn check_claims(claims: Map<String, Value>, issuer: &Arc<Issuer>, now: i64) -> Result<Verified, Rejection> {
+    let date = |name: &'static str| {
+        claims::numeric_date(&claims, name).map_err(|_| Rejection::MalformedToken(match name {
+            "exp" => "exp is not a valid NumericDate",
+            "nbf" => "nbf is not a valid NumericDate",
+            _ => "iat is not a valid NumericDate",
+        }))
+    };
+    let exp = date("exp")?.ok_or(Rejection::MalformedToken("exp is required"))?;
+    let nbf = date("nbf")?;
+    let iat = date("iat")?;
+    let leeway = issuer.leeway;
+    // RFC 7519 §4.1.4: the token must be used *before* exp, so exp itself is already too late.
+    if now >= exp.saturating_add(leeway) {
+        return Err(Rejection::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(Rejection::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    let auds = claims::audiences(&claims);
+    if !auds.iter().any(|a| issuer.audiences.iter().any(|want| want == a)) {
+        return Err(Rejection::WrongAudience);
+    }
+    Ok(Verified {
+        scopes: claims::scopes(&claims, &issuer.scope_claims),
+        client: claims::client(&claims, &issuer.client_claims),
+        issuer: Arc::clone(issuer),
+        claims,
+        exp,
+        iat,
+        nbf,
+    })
+}
+
+#[cfg(test)]
+mod tests;

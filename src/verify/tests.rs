@@ -1,0 +1,1 @@
+//! Unit tests for `verify`; filled in below.
