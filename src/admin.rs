@@ -40,7 +40,10 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let text = "text/plain; charset=utf-8";
         match session.req_header().uri.path() {
-            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
+            "/metrics" => {
+                self.runtime.load().observe_key_age(std::time::SystemTime::now());
+                reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+            }
             "/healthz" => reply(StatusCode::OK, text, b"ok\n".to_vec()),
             "/readyz" => {
                 let rt = self.runtime.load();

@@ -4,6 +4,7 @@
 //! argument, and returns either a permit (what to forward, and with which identity headers) or a
 //! rejection. The proxy only sequences IO around it.
 
+use crate::issuer::Issuer;
 use crate::path;
 use crate::policy;
 use crate::reject::Rejection;
@@ -33,6 +34,9 @@ pub struct Permit {
 pub struct Decision {
     pub route: Option<Arc<Route>>,
     pub outcome: Result<Permit, Rejection>,
+    /// When the token's `kid` was not in its issuer's set: that issuer and kid, so that the caller
+    /// may refetch the set once and decide again.
+    pub key_miss: Option<(Arc<Issuer>, String)>,
 }
 
 /// Decides `req` against `rt` at unix time `now` (seconds).
@@ -40,7 +44,13 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
     let routed = route(rt, req);
     let route = match routed {
         Ok(r) => r,
-        Err(rejection) => return Decision { route: None, outcome: Err(rejection) },
+        Err(rejection) => {
+            return Decision {
+                route: None,
+                outcome: Err(rejection),
+                key_miss: None,
+            }
+        }
     };
     let outcome = authorize(rt, &route.0, req, now).map(|(headers, verified)| Permit {
         path_and_query: match req.uri.query() {
@@ -50,7 +60,20 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
         headers,
         verified,
     });
-    Decision { route: Some(route.0), outcome }
+    let key_miss = match (&outcome, &route.0.auth) {
+        (Err(Rejection::UnknownKey), Auth::Jwt { issuers, .. }) => {
+            let values = req.headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+            token::extract_bearer(values, rt.settings.max_token_bytes)
+                .ok()
+                .and_then(|t| verify::key_miss(t, issuers))
+        }
+        _ => None,
+    };
+    Decision {
+        route: Some(route.0),
+        outcome,
+        key_miss,
+    }
 }
 
 fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String), Rejection> {

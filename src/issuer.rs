@@ -12,10 +12,38 @@ use std::time::Duration;
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    /// A JWKS URL, fetched by the refresh service with this client (its TLS roots are set).
-    Uri { url: String, client: reqwest::Client },
+    /// Fetched over HTTP(S) and kept fresh by the refresh service.
+    Remote(Remote),
     /// A JWKS file, read at load time.
     File(PathBuf),
+}
+
+/// Where to find a remote key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The JWKS URL itself.
+    Jwks(String),
+    /// An OpenID Connect discovery document whose `jwks_uri` names the key set.
+    Discovery(String),
+}
+
+/// A remote key source and its lifecycle settings.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub location: Location,
+    /// Timeouts, TLS roots (system store plus `ca_file`) and no redirects, set at config time.
+    pub client: reqwest::Client,
+    /// Whether a discovered `jwks_uri` may be plain `http://`.
+    pub allow_insecure_http: bool,
+    /// Bounds on the lifetime taken from `Cache-Control: max-age` or `Expires`.
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// At most one unknown-`kid` refetch per this interval; unknown kids are remembered as long.
+    pub refetch_cooldown: Duration,
+    /// With no successful refresh for this long, the keys are dropped: fail closed.
+    pub max_stale: Duration,
+    /// Where the last good set is persisted, if `[server] state_dir` is set.
+    pub state_file: Option<PathBuf>,
 }
 
 /// One `[[issuer]]`.
@@ -34,6 +62,7 @@ pub struct Issuer {
     /// Required `typ`, normalised by [`normalise_typ`].
     pub require_typ: Option<String>,
     pub source: KeySource,
+    /// Key-set lifetime when the response has no caching headers.
     pub refresh: Duration,
     pub fetch_timeout: Duration,
     pub keys: Arc<KeyStore>,

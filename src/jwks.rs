@@ -14,8 +14,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The most keys kept from one document; identity providers publish a handful.
 pub const MAX_KEYS: usize = 64;
@@ -228,14 +229,40 @@ fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     Ok((KeyKind::Ed25519, decoding))
 }
 
-/// An issuer's current key set, read lock-free on every request and replaced whole.
-#[derive(Debug, Default)]
+/// How many unknown kids an issuer remembers; a flood of forged kids evicts only forged kids.
+const UNKNOWN_KID_CAPACITY: u64 = 1024;
+
+/// An issuer's current key set, read lock-free on every request and replaced whole, plus the
+/// state that keeps unknown-`kid` refetches rare.
+#[derive(Debug)]
 pub struct KeyStore {
     current: ArcSwapOption<KeySet>,
+    /// Serialises this issuer's fetches. Background refreshes and unknown-kid refetches both take
+    /// it, so concurrent misses wait for the one fetch in flight instead of starting their own.
+    pub(crate) fetch_lock: tokio::sync::Mutex<()>,
+    /// When the last unknown-kid refetch was claimed, in ms since the epoch (0: never).
+    last_refetch_ms: AtomicU64,
+    /// Kids recently found unknown, with when they were seen; remembered for one cooldown.
+    unknown: moka::sync::Cache<String, SystemTime>,
+}
+
+impl Default for KeyStore {
+    fn default() -> Self {
+        KeyStore {
+            current: ArcSwapOption::empty(),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            last_refetch_ms: AtomicU64::new(0),
+            unknown: moka::sync::Cache::new(UNKNOWN_KID_CAPACITY),
+        }
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl KeyStore {
-    /// The current set, or `None` until the first successful load.
+    /// The current set, or `None` until the first successful load (and after failing closed).
     pub fn get(&self) -> Option<Arc<KeySet>> {
         self.current.load_full()
     }
@@ -246,6 +273,33 @@ impl KeyStore {
 
     pub fn clear(&self) {
         self.current.store(None);
+    }
+
+    /// Whether `kid` was found unknown less than `cooldown` ago.
+    pub fn recently_unknown(&self, kid: &str, now: SystemTime, cooldown: Duration) -> bool {
+        self.unknown
+            .get(kid)
+            .is_some_and(|seen| now.duration_since(seen).unwrap_or(Duration::ZERO) < cooldown)
+    }
+
+    /// Remembers `kid` as unknown. Long kids are not stored: they cannot be real.
+    pub fn remember_unknown(&self, kid: &str, now: SystemTime) {
+        if kid.len() <= 256 {
+            self.unknown.insert(kid.to_string(), now);
+        }
+    }
+
+    /// Claims the refetch slot if the last refetch was at least `cooldown` ago. Exactly one caller
+    /// wins per cooldown, however many race.
+    pub fn claim_refetch(&self, now: SystemTime, cooldown: Duration) -> bool {
+        let now_ms = epoch_ms(now);
+        let last = self.last_refetch_ms.load(Ordering::Acquire);
+        if last != 0 && now_ms.saturating_sub(last) < cooldown.as_millis() as u64 {
+            return false;
+        }
+        self.last_refetch_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 

@@ -6,8 +6,8 @@
 
 use crate::reject::Reason;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The label used for requests that matched no route.
@@ -20,6 +20,12 @@ pub struct Metrics {
     duration: HistogramVec,
     decide: Histogram,
     jwks_keys: IntGaugeVec,
+    jwks_refresh: IntCounterVec,
+    jwks_last_success: GaugeVec,
+    jwks_age: GaugeVec,
+    jwks_unknown_kid: IntCounterVec,
+    jwks_refetch_suppressed: IntCounterVec,
+    jwks_stale: IntGaugeVec,
 }
 
 /// Pre-resolved children for one route.
@@ -42,6 +48,22 @@ impl RouteMetrics {
 #[derive(Debug, Clone)]
 pub struct IssuerMetrics {
     pub keys: IntGauge,
+    pub refresh_ok: IntCounter,
+    /// The vector, because failure results are a small fixed set resolved when they first occur.
+    refresh: IntCounterVec,
+    name: String,
+    pub last_success: Gauge,
+    pub age: Gauge,
+    pub unknown_kid: IntCounter,
+    pub refetch_suppressed: IntCounter,
+    pub stale: IntGauge,
+}
+
+impl IssuerMetrics {
+    /// Counts a failed refresh; `result` is one of a fixed set of static labels.
+    pub fn refresh_failed(&self, result: &'static str) {
+        self.refresh.with_label_values(&[self.name.as_str(), result]).inc();
+    }
 }
 
 impl Metrics {
@@ -75,6 +97,42 @@ impl Metrics {
             &["version"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new("tokengate_jwks_refresh_total", "Key-set fetches by issuer and result."),
+            &["issuer", "result"],
+        )?;
+        let jwks_last_success = GaugeVec::new(
+            Opts::new(
+                "tokengate_jwks_last_success_timestamp_seconds",
+                "Unix time of the issuer's last successful key-set fetch.",
+            ),
+            &["issuer"],
+        )?;
+        let jwks_age = GaugeVec::new(
+            Opts::new("tokengate_jwks_age_seconds", "Age of the key set in use, in seconds."),
+            &["issuer"],
+        )?;
+        let jwks_unknown_kid = IntCounterVec::new(
+            Opts::new("tokengate_jwks_unknown_kid_total", "Tokens whose kid was not in the issuer's key set."),
+            &["issuer"],
+        )?;
+        let jwks_refetch_suppressed = IntCounterVec::new(
+            Opts::new(
+                "tokengate_jwks_refetch_suppressed_total",
+                "Unknown-kid refetches not made because of the cooldown or the negative cache.",
+            ),
+            &["issuer"],
+        )?;
+        let jwks_stale = IntGaugeVec::new(
+            Opts::new("tokengate_jwks_stale", "1 while the issuer's key set is served past its expiry."),
+            &["issuer"],
+        )?;
+        for c in [&jwks_refresh, &jwks_unknown_kid, &jwks_refetch_suppressed] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(jwks_last_success.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
+        registry.register(Box::new(jwks_stale.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(decide.clone()))?;
@@ -86,6 +144,12 @@ impl Metrics {
             duration,
             decide,
             jwks_keys,
+            jwks_refresh,
+            jwks_last_success,
+            jwks_age,
+            jwks_unknown_kid,
+            jwks_refetch_suppressed,
+            jwks_stale,
         })
     }
 
@@ -104,6 +168,14 @@ impl Metrics {
     pub fn issuer(&self, name: &str) -> IssuerMetrics {
         IssuerMetrics {
             keys: self.jwks_keys.with_label_values(&[name]),
+            refresh_ok: self.jwks_refresh.with_label_values(&[name, "ok"]),
+            refresh: self.jwks_refresh.clone(),
+            name: name.to_string(),
+            last_success: self.jwks_last_success.with_label_values(&[name]),
+            age: self.jwks_age.with_label_values(&[name]),
+            unknown_kid: self.jwks_unknown_kid.with_label_values(&[name]),
+            refetch_suppressed: self.jwks_refetch_suppressed.with_label_values(&[name]),
+            stale: self.jwks_stale.with_label_values(&[name]),
         }
     }
 

@@ -5,6 +5,7 @@
 //! record metrics. No policy logic lives here.
 
 use crate::decision::{self, Permit};
+use crate::jwks::refresh;
 use crate::metrics::Metrics;
 use crate::reject::{Reason, Rejection, Response};
 use crate::route::Route;
@@ -82,8 +83,13 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let runtime = self.runtime.load_full();
         let started = Instant::now();
-        let decision = decision::decide(&runtime, session.req_header(), unix_now());
+        let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
         self.metrics.decide().observe(started.elapsed().as_secs_f64());
+        if let Some((issuer, kid)) = decision.key_miss.take() {
+            if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
+                decision = decision::decide(&runtime, session.req_header(), unix_now());
+            }
+        }
         ctx.route = decision.route;
         ctx.runtime = Some(runtime);
         match decision.outcome {
@@ -127,6 +133,11 @@ impl ProxyHttp for Gateway {
         }
         if route.strip_authorization {
             req.remove_header("authorization");
+        }
+        // An absolute-form target was routed on its authority, so the upstream must see that host
+        // too, not a different Host header the client sent alongside.
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
+            req.insert_header("host", authority)?;
         }
         let uri = permit
             .path_and_query

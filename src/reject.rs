@@ -178,7 +178,7 @@ impl Rejection {
             MissingToken => (
                 401,
                 Some(format!("Bearer realm=\"{REALM}\"")),
-                "invalid_request",
+                "unauthorized",
                 "a bearer token is required".into(),
             ),
             BadAuthorization(d) => (400, Some(challenge("invalid_request", d, None)), "invalid_request", d.to_string()),
@@ -231,7 +231,11 @@ fn challenge(error: &str, description: &str, scope: Option<&str>) -> String {
 
 fn body(error: &str, description: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "error": error, "error_description": description }))
-        .unwrap_or_else(|_| b"{\"error\":\"server_error\"}".to_vec())
+        .map(|mut b| {
+            b.push(b'\n');
+            b
+        })
+        .unwrap_or_else(|_| b"{\"error\":\"server_error\"}\n".to_vec())
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use crate::issuer::Issuer;
 use crate::metrics::RouteMetrics;
 use crate::route::Router;
 use crate::upstream::IdentityHeaders;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// `[server]` after compilation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub struct Settings {
     pub max_token_bytes: usize,
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
+    /// Where last good key sets are persisted; `None` disables persistence.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Everything the request path needs, resolved.
@@ -36,5 +39,16 @@ impl Runtime {
     /// Ready when every issuer has a usable key set.
     pub fn ready(&self) -> bool {
         self.issuers.iter().all(|i| i.keys.get().is_some())
+    }
+
+    /// Updates each issuer's key-age gauge; called when metrics are scraped, since age changes
+    /// continuously and nothing else needs it.
+    pub fn observe_key_age(&self, now: SystemTime) {
+        for issuer in &self.issuers {
+            if let Some(set) = issuer.keys.get() {
+                let age = now.duration_since(set.fetched_at).unwrap_or(Duration::ZERO);
+                issuer.metrics.age.set(age.as_secs_f64());
+            }
+        }
     }
 }

@@ -61,6 +61,16 @@ pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified
     check_claims(parts.claims, issuer, now)
 }
 
+/// For a token rejected with [`Rejection::UnknownKey`]: the issuer whose set lacks the key, and
+/// the `kid`. `None` when there is no kid to look for. Runs only on that rare path, so it simply
+/// decodes the token again rather than threading the values out of `verify`.
+pub fn key_miss(token: &str, issuers: &[Arc<Issuer>]) -> Option<(Arc<Issuer>, String)> {
+    let parts = claims::split(token).ok()?;
+    let iss = parts.claims.get("iss")?.as_str()?;
+    let issuer = issuers.iter().find(|i| i.iss == iss)?;
+    Some((Arc::clone(issuer), parts.header.kid?))
+}
+
 fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), Rejection> {
     let ok = |key: &crate::jwks::Key| {
         jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key.decoding, alg)

@@ -8,7 +8,7 @@ use super::raw::{RawConfig, RawIssuer, RawRoute, RawServer, RawUpstream};
 use super::{Diagnostic, Source};
 use crate::claims::ClaimPath;
 use crate::duration::ConfigDuration;
-use crate::issuer::{normalise_typ, Issuer, KeySource};
+use crate::issuer::{normalise_typ, Issuer, KeySource, Location, Remote};
 use crate::jwks::{self, KeyStore};
 use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::path;
@@ -20,7 +20,7 @@ use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use toml::Spanned;
@@ -82,7 +82,7 @@ pub fn compile(raw: RawConfig, src: &Source<'_>, base: &Path, metrics: &Metrics)
             errs.at(r.name.span(), &ctx, format!("field 'name': duplicate issuer name (also issuer #{})", prev + 1));
         }
         check_name(&mut errs, &ctx, &r.name);
-        if let Some(issuer) = compile_issuer(r, &ctx, base, metrics, &mut errs) {
+        if let Some(issuer) = compile_issuer(r, &ctx, base, settings.state_dir.as_deref(), metrics, &mut errs) {
             issuers.push(Arc::new(issuer));
         }
     }
@@ -225,10 +225,18 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         max_token_bytes,
         grace_period: secs(&raw.grace_period).map_or(Duration::ZERO, |d| d.0),
         graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(30), |d| d.0),
+        state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
     }
 }
 
-fn compile_issuer(r: &RawIssuer, ctx: &str, base: &Path, metrics: &Metrics, errs: &mut Errors<'_>) -> Option<Issuer> {
+fn compile_issuer(
+    r: &RawIssuer,
+    ctx: &str,
+    base: &Path,
+    state_dir: Option<&Path>,
+    metrics: &Metrics,
+    errs: &mut Errors<'_>,
+) -> Option<Issuer> {
     let before = errs.list.len();
     if r.issuer.get_ref().is_empty() {
         errs.at(r.issuer.span(), ctx, "field 'issuer': must not be empty");
@@ -273,33 +281,24 @@ fn compile_issuer(r: &RawIssuer, ctx: &str, base: &Path, metrics: &Metrics, errs
     let scope_claims = list(&r.scope_claims, "scope_claims", &DEFAULT_SCOPE_CLAIMS, errs);
     let client_claims = list(&r.client_claims, "client_claims", &DEFAULT_CLIENT_CLAIMS, errs);
     let keys = Arc::new(KeyStore::default());
-    let source = match (&r.jwks_uri, &r.jwks_file) {
-        (Some(_), Some(f)) => {
-            errs.at(f.span(), ctx, "field 'jwks_file': give exactly one of 'jwks_uri' and 'jwks_file'");
+    let discovery = r.discovery || r.discovery_uri.is_some();
+    let given = [r.jwks_uri.is_some(), r.jwks_file.is_some(), discovery];
+    let source = match given.iter().filter(|g| **g).count() {
+        0 => {
+            errs.at(r.name.span(), ctx, "missing field 'jwks_uri' (or 'jwks_file', or discovery = true)");
             None
         }
-        (None, None) => {
-            errs.at(r.name.span(), ctx, "missing field 'jwks_uri' (or 'jwks_file')");
-            None
-        }
-        (Some(u), None) => uri_source(r, u, fetch_timeout, base, ctx, errs),
-        (None, Some(f)) => {
-            let file = base.join(f.get_ref());
-            match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| {
-                jwks::parse(&b, SystemTime::now()).map_err(|e| e.to_string())
-            }) {
-                Ok((set, skipped)) => {
-                    for s in skipped {
-                        tracing::warn!(issuer = %r.name.get_ref(), "skipping key in {}: {s}", file.display());
-                    }
-                    keys.set(set);
-                    Some(KeySource::File(file))
-                }
-                Err(e) => {
-                    errs.at(f.span(), ctx, format!("field 'jwks_file': {}: {e}", file.display()));
-                    None
-                }
+        1 => {
+            if let Some(f) = &r.jwks_file {
+                file_source(r, f, &keys, base, ctx, errs)
+            } else {
+                remote_source(r, fetch_timeout, base, state_dir, ctx, errs)
             }
+        }
+        _ => {
+            let span = r.jwks_file.as_ref().or(r.jwks_uri.as_ref()).map_or(r.name.span(), Spanned::span);
+            errs.at(span, ctx, "give exactly one of 'jwks_uri', 'jwks_file' and discovery");
+            None
         }
     };
     if errs.list.len() != before {
@@ -355,33 +354,94 @@ fn compile_algorithms(r: &RawIssuer, ctx: &str, errs: &mut Errors<'_>) -> Vec<Al
     out
 }
 
-fn uri_source(
+fn file_source(
     r: &RawIssuer,
-    u: &Spanned<String>,
-    timeout: Duration,
+    f: &Spanned<String>,
+    keys: &KeyStore,
     base: &Path,
     ctx: &str,
     errs: &mut Errors<'_>,
 ) -> Option<KeySource> {
+    let file = base.join(f.get_ref());
+    let loaded = std::fs::read(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| jwks::parse(&b, SystemTime::now()).map_err(|e| e.to_string()));
+    match loaded {
+        Ok((set, skipped)) => {
+            for s in skipped {
+                tracing::warn!(issuer = %r.name.get_ref(), "skipping key in {}: {s}", file.display());
+            }
+            keys.set(set);
+            Some(KeySource::File(file))
+        }
+        Err(e) => {
+            errs.at(f.span(), ctx, format!("field 'jwks_file': {}: {e}", file.display()));
+            None
+        }
+    }
+}
+
+/// Checks a configured URL: it must parse, and be https unless plain http is explicitly allowed.
+fn checked_url(r: &RawIssuer, u: &Spanned<String>, field: &str, ctx: &str, errs: &mut Errors<'_>) -> Option<String> {
     let url = match reqwest::Url::parse(u.get_ref()) {
         Ok(url) => url,
         Err(e) => {
-            errs.at(u.span(), ctx, format!("field 'jwks_uri': not a URL: {e}"));
+            errs.at(u.span(), ctx, format!("field '{field}': not a URL: {e}"));
             return None;
         }
     };
     match url.scheme() {
-        "https" => {}
-        "http" if r.allow_insecure_http => {}
+        "https" => Some(url.to_string()),
+        "http" if r.allow_insecure_http => Some(url.to_string()),
         "http" => {
-            errs.at(u.span(), ctx, "field 'jwks_uri': plain http:// is refused; use https:// or set allow_insecure_http = true");
-            return None;
+            errs.at(
+                u.span(),
+                ctx,
+                format!("field '{field}': plain http:// is refused; use https:// or set allow_insecure_http = true"),
+            );
+            None
         }
         other => {
-            errs.at(u.span(), ctx, format!("field 'jwks_uri': unsupported scheme '{other}'"));
-            return None;
+            errs.at(u.span(), ctx, format!("field '{field}': unsupported scheme '{other}'"));
+            None
         }
     }
+}
+
+fn remote_source(
+    r: &RawIssuer,
+    timeout: Duration,
+    base: &Path,
+    state_dir: Option<&Path>,
+    ctx: &str,
+    errs: &mut Errors<'_>,
+) -> Option<KeySource> {
+    let location = match (&r.jwks_uri, &r.discovery_uri) {
+        (Some(u), _) => Location::Jwks(checked_url(r, u, "jwks_uri", ctx, errs)?),
+        (None, Some(d)) => Location::Discovery(checked_url(r, d, "discovery_uri", ctx, errs)?),
+        (None, None) => {
+            // OpenID Connect Discovery 1.0 §4: the document lives under the issuer identifier.
+            let url = format!("{}/.well-known/openid-configuration", r.issuer.get_ref().trim_end_matches('/'));
+            let spanned = Spanned::new(r.issuer.span(), url);
+            Location::Discovery(checked_url(r, &spanned, "issuer", ctx, errs)?)
+        }
+    };
+    let dur = |d: &Option<Spanned<ConfigDuration>>, default: u64, field: &str, errs: &mut Errors<'_>| {
+        secs(d).map_or(Duration::from_secs(default), |(d, span)| {
+            if d.is_zero() {
+                errs.at(span, ctx, format!("field '{field}': must be greater than zero"));
+            }
+            d
+        })
+    };
+    let min_ttl = dur(&r.jwks_min_ttl, 300, "jwks_min_ttl", errs);
+    let max_ttl = dur(&r.jwks_max_ttl, 86_400, "jwks_max_ttl", errs);
+    if min_ttl > max_ttl {
+        let span = r.jwks_min_ttl.as_ref().map_or(r.name.span(), Spanned::span);
+        errs.at(span, ctx, "field 'jwks_min_ttl': must not exceed jwks_max_ttl");
+    }
+    let refetch_cooldown = dur(&r.jwks_refetch_cooldown, 30, "jwks_refetch_cooldown", errs);
+    let max_stale = dur(&r.jwks_max_stale, 86_400, "jwks_max_stale", errs);
     let mut builder = reqwest::Client::builder()
         .connect_timeout(timeout)
         .timeout(timeout)
@@ -389,13 +449,18 @@ fn uri_source(
         .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &r.ca_file {
         let file = base.join(ca.get_ref());
-        match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|pem| {
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
-        }) {
-            Ok(certs) => {
+        let certs = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()));
+        match certs {
+            Ok(certs) if !certs.is_empty() => {
                 for c in certs {
                     builder = builder.add_root_certificate(c);
                 }
+            }
+            Ok(_) => {
+                errs.at(ca.span(), ctx, format!("field 'ca_file': {}: no certificates", file.display()));
+                return None;
             }
             Err(e) => {
                 errs.at(ca.span(), ctx, format!("field 'ca_file': {}: {e}", file.display()));
@@ -403,13 +468,23 @@ fn uri_source(
             }
         }
     }
-    match builder.build() {
-        Ok(client) => Some(KeySource::Uri { url: url.to_string(), client }),
+    let client = match builder.build() {
+        Ok(client) => client,
         Err(e) => {
-            errs.at(u.span(), ctx, format!("field 'jwks_uri': cannot build an HTTP client: {e}"));
-            None
+            errs.at(r.name.span(), ctx, format!("cannot build an HTTP client: {e}"));
+            return None;
         }
-    }
+    };
+    Some(KeySource::Remote(Remote {
+        location,
+        client,
+        allow_insecure_http: r.allow_insecure_http,
+        min_ttl,
+        max_ttl,
+        refetch_cooldown,
+        max_stale,
+        state_file: state_dir.map(|d| d.join(format!("jwks-{}.json", r.name.get_ref()))),
+    }))
 }
 
 fn compile_upstream(r: &RawUpstream, ctx: &str, errs: &mut Errors<'_>) -> Option<Upstream> {
@@ -477,19 +552,21 @@ fn compile_route(
     }
     let auth = match r.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
         None | Some(("jwt", _)) => compile_jwt(r, ctx, issuers, issuer_names, errs),
-        Some(("none", span)) => {
-            let rules: [(&str, bool); 8] = [
-                ("issuers", r.issuers.is_some()),
-                ("scopes_all", r.scopes_all.is_some()),
-                ("scopes_any", r.scopes_any.is_some()),
-                ("clients", r.clients.is_some()),
-                ("claims", r.claims.is_some()),
-                ("max_token_lifetime", r.max_token_lifetime.is_some()),
-                ("max_token_age", r.max_token_age.is_some()),
-                ("forward_claims", r.forward_claims.is_some()),
+        Some(("none", _)) => {
+            let rules = [
+                ("issuers", r.issuers.as_ref().map(Spanned::span)),
+                ("scopes_all", r.scopes_all.as_ref().map(Spanned::span)),
+                ("scopes_any", r.scopes_any.as_ref().map(Spanned::span)),
+                ("clients", r.clients.as_ref().map(Spanned::span)),
+                ("claims", r.claims.as_ref().map(Spanned::span)),
+                ("max_token_lifetime", r.max_token_lifetime.as_ref().map(Spanned::span)),
+                ("max_token_age", r.max_token_age.as_ref().map(Spanned::span)),
+                ("forward_claims", r.forward_claims.as_ref().map(Spanned::span)),
             ];
-            for (field, _) in rules.iter().filter(|(_, set)| *set) {
-                errs.at(span.clone(), ctx, format!("field '{field}': token rules cannot be combined with auth = \"none\""));
+            for (field, at) in rules {
+                if let Some(at) = at {
+                    errs.at(at, ctx, format!("field '{field}': token rules cannot be combined with auth = \"none\""));
+                }
             }
             Some(Auth::None)
         }

@@ -31,6 +31,7 @@ pub struct RawServer {
     pub identity_header_prefix: Option<Spanned<String>>,
     pub grace_period: Option<Spanned<ConfigDuration>>,
     pub graceful_shutdown_timeout: Option<Spanned<ConfigDuration>>,
+    pub state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +52,13 @@ pub struct RawIssuer {
     pub require_typ: Option<Spanned<String>>,
     pub jwks_refresh: Option<Spanned<ConfigDuration>>,
     pub jwks_fetch_timeout: Option<Spanned<ConfigDuration>>,
+    #[serde(default)]
+    pub discovery: bool,
+    pub discovery_uri: Option<Spanned<String>>,
+    pub jwks_min_ttl: Option<Spanned<ConfigDuration>>,
+    pub jwks_max_ttl: Option<Spanned<ConfigDuration>>,
+    pub jwks_refetch_cooldown: Option<Spanned<ConfigDuration>>,
+    pub jwks_max_stale: Option<Spanned<ConfigDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

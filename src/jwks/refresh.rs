@@ -1,18 +1,30 @@
-//! The key refresh service: loads each URL-sourced issuer's keys at start and keeps them fresh.
+//! The key-set lifecycle of remote issuers: first load, scheduled refresh, unknown-`kid`
+//! refetch, outage handling and persistence.
 //!
-//! It runs as a pingora background service, so nothing is spawned before the server forks. A
-//! failed fetch keeps the last good set and retries with exponential backoff and jitter; it never
-//! clears keys that work. Requests never wait on it.
+//! - The refresh service (a pingora background service, so nothing is spawned before the server
+//!   forks) loads each issuer at start and refreshes it before the set expires, with jitter. The
+//!   lifetime comes from `Cache-Control`/`Expires`, clamped to `[min_ttl, max_ttl]`.
+//! - A failed refresh keeps the last good set and retries with exponential backoff and jitter.
+//!   When no refresh has succeeded for `max_stale`, the set is dropped: fail closed (503).
+//! - At start, if the provider cannot be reached, the last good set persisted in the state
+//!   directory is used, if it was fetched within `max_stale`.
+//! - An unknown `kid` may trigger one refetch per issuer per cooldown; concurrent misses share it
+//!   (they wait on the issuer's fetch lock) and unknown kids are remembered for one cooldown.
+//! Requests never wait on a scheduled refresh; only a request whose `kid` is unknown waits, at
+//! most one fetch timeout, for the one refetch that may bring its key.
 
-use super::fetch::fetch;
-use crate::issuer::{Issuer, KeySource};
+use super::fetch::{discover, fetch, FetchError, Fetched};
+use super::{parse, KeySet};
+use crate::issuer::{Issuer, KeySource, Location, Remote};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
@@ -34,7 +46,7 @@ impl BackgroundService for Refresher {
         let issuers: Vec<Arc<Issuer>> = self.runtime.load().issuers.clone();
         let tasks: Vec<_> = issuers
             .into_iter()
-            .filter(|i| matches!(i.source, KeySource::Uri { .. }))
+            .filter(|i| matches!(i.source, KeySource::Remote(_)))
             .map(|i| tokio::spawn(keep_fresh(i)))
             .collect();
         // Resolves on shutdown; a closed channel means the server is gone, so stop too.
@@ -45,36 +57,219 @@ impl BackgroundService for Refresher {
     }
 }
 
-/// Loads `issuer`'s keys now and then every `refresh`, forever.
-async fn keep_fresh(issuer: Arc<Issuer>) {
-    let KeySource::Uri { url, client } = &issuer.source else {
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Loads `issuer`'s keys now and keeps them fresh, forever.
+pub async fn keep_fresh(issuer: Arc<Issuer>) {
+    let KeySource::Remote(remote) = &issuer.source else {
         return;
     };
+    let mut jwks_url: Option<String> = None;
     let mut retry = FIRST_RETRY;
+    let mut first = true;
     loop {
-        let wait = match fetch(client, url).await {
-            Ok((set, skipped)) => {
-                for why in skipped {
-                    tracing::warn!(issuer = %issuer.name, "skipping key: {why}");
-                }
-                tracing::info!(issuer = %issuer.name, keys = set.keys.len(), "key set loaded");
-                issuer.metrics.keys.set(set.keys.len() as i64);
-                issuer.keys.set(set);
+        let result = {
+            let _fetching = issuer.keys.fetch_lock.lock().await;
+            refresh_once(&issuer, remote, &mut jwks_url).await
+        };
+        let wait = match result {
+            Ok(ttl) => {
                 retry = FIRST_RETRY;
-                issuer.refresh
+                // Refresh before expiry, at 80-95% of the lifetime, so that gateways spread out.
+                ttl.mul_f64(0.80 + fastrand::f64() * 0.15)
             }
             Err(e) => {
-                tracing::warn!(issuer = %issuer.name, error = %e, retry_in = ?retry, "key set fetch failed; keeping the last good set");
-                let wait = retry;
-                retry = (retry * 2).min(MAX_RETRY).min(issuer.refresh.max(FIRST_RETRY));
-                wait
+                issuer.metrics.refresh_failed(e.label());
+                tracing::warn!(issuer = %issuer.name, error = %e, retry_in = ?retry,
+                    "key set refresh failed; keeping the last good set");
+                if first && issuer.keys.get().is_none() {
+                    load_persisted(&issuer, remote);
+                }
+                let wait = jitter(retry);
+                retry = (retry * 2).min(MAX_RETRY);
+                let until_fail_closed = enforce_max_stale(&issuer, remote, SystemTime::now());
+                wait.min(until_fail_closed.unwrap_or(wait))
             }
         };
-        tokio::time::sleep(jitter(wait)).await;
+        first = false;
+        tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+        mark_stale(&issuer, remote);
     }
 }
 
-/// `d` minus up to 10%, so that many gateways do not refresh in lockstep.
+/// Fetches once (discovering the JWKS URL first when needed) and installs the result.
+/// Returns the clamped lifetime of the new set. The caller holds the fetch lock.
+async fn refresh_once(issuer: &Issuer, remote: &Remote, jwks_url: &mut Option<String>) -> Result<Duration, FetchError> {
+    let url = match (&remote.location, jwks_url.as_ref()) {
+        (Location::Jwks(url), _) => url.clone(),
+        (Location::Discovery(_), Some(url)) => url.clone(),
+        (Location::Discovery(doc), None) => {
+            let url = discover(&remote.client, doc, &issuer.iss, remote.allow_insecure_http).await?;
+            *jwks_url = Some(url.clone());
+            url
+        }
+    };
+    let fetched = match fetch(&remote.client, &url).await {
+        Ok(f) => f,
+        Err(e) => {
+            // The provider may have moved its keys; discover again next time.
+            *jwks_url = None;
+            return Err(e);
+        }
+    };
+    let ttl = fetched
+        .max_age
+        .unwrap_or(issuer.refresh)
+        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
+    install(issuer, remote, fetched);
+    Ok(ttl)
+}
+
+fn install(issuer: &Issuer, remote: &Remote, fetched: Fetched) {
+    for why in &fetched.skipped {
+        tracing::warn!(issuer = %issuer.name, "skipping key: {why}");
+    }
+    let Fetched { set, body, .. } = fetched;
+    let fetched_at = set.fetched_at;
+    tracing::info!(issuer = %issuer.name, keys = set.keys.len(), "key set loaded");
+    let m = &issuer.metrics;
+    m.keys.set(set.keys.len() as i64);
+    m.refresh_ok.inc();
+    m.last_success.set(unix(fetched_at));
+    m.age.set(0.0);
+    m.stale.set(0);
+    issuer.keys.set(set);
+    if let Some(path) = &remote.state_file {
+        if let Err(e) = persist(path, &body, fetched_at) {
+            tracing::warn!(issuer = %issuer.name, path = %path.display(), error = %e, "cannot persist key set");
+        }
+    }
+}
+
+/// Drops the set when it is older than `max_stale`. Returns how long until that happens.
+fn enforce_max_stale(issuer: &Issuer, remote: &Remote, now: SystemTime) -> Option<Duration> {
+    let set = issuer.keys.get()?;
+    let age = now.duration_since(set.fetched_at).unwrap_or(Duration::ZERO);
+    if age >= remote.max_stale {
+        tracing::error!(issuer = %issuer.name, age = ?age,
+            "no successful key refresh within jwks_max_stale; failing closed");
+        issuer.keys.clear();
+        issuer.metrics.keys.set(0);
+        return None;
+    }
+    Some(remote.max_stale - age)
+}
+
+/// Sets the stale gauge: 1 while the set in use is older than its expected lifetime.
+fn mark_stale(issuer: &Issuer, remote: &Remote) {
+    let Some(set) = issuer.keys.get() else { return };
+    let age = SystemTime::now().duration_since(set.fetched_at).unwrap_or(Duration::ZERO);
+    let lifetime = issuer.refresh.clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
+    issuer.metrics.stale.set(i64::from(age > lifetime));
+}
+
+/// The persisted form: when the set was fetched, and the document as the provider sent it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    fetched_at: u64,
+    jwks: Box<serde_json::value::RawValue>,
+}
+
+/// Writes the set atomically: a temporary file in the same directory, then a rename.
+fn persist(path: &Path, body: &[u8], fetched_at: SystemTime) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let jwks = serde_json::from_slice(body).map_err(std::io::Error::other)?;
+    let doc = Persisted {
+        fetched_at: fetched_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        jwks,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, &doc).map_err(std::io::Error::other)?;
+    tmp.as_file_mut().flush()?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Loads the persisted set if it is younger than `max_stale`.
+fn load_persisted(issuer: &Issuer, remote: &Remote) {
+    let Some(path) = &remote.state_file else { return };
+    let loaded = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Persisted>(&b).map_err(|e| e.to_string()))
+        .and_then(|p| {
+            let at = UNIX_EPOCH + Duration::from_secs(p.fetched_at);
+            let age = SystemTime::now().duration_since(at).unwrap_or(Duration::ZERO);
+            if age >= remote.max_stale {
+                return Err(format!("persisted set is {}s old, past jwks_max_stale", age.as_secs()));
+            }
+            parse(p.jwks.get().as_bytes(), at).map(|(set, _)| set).map_err(|e| e.to_string())
+        });
+    match loaded {
+        Ok(set) => {
+            tracing::warn!(issuer = %issuer.name, path = %path.display(), keys = set.keys.len(),
+                "identity provider unreachable; serving the persisted key set");
+            issuer.metrics.keys.set(set.keys.len() as i64);
+            issuer.metrics.last_success.set(unix(set.fetched_at));
+            issuer.metrics.stale.set(1);
+            issuer.keys.set(set);
+        }
+        Err(e) => tracing::info!(issuer = %issuer.name, path = %path.display(), "no usable persisted key set: {e}"),
+    }
+}
+
+/// Called when a well-formed token from `issuer` with an allowed algorithm names a `kid` that
+/// is not in the cached set. Returns whether the set now holds `kid` (so the request should be
+/// decided again).
+pub async fn refetch_for_unknown_kid(issuer: &Issuer, kid: &str) -> bool {
+    issuer.metrics.unknown_kid.inc();
+    let KeySource::Remote(remote) = &issuer.source else {
+        return false;
+    };
+    let now = SystemTime::now();
+    let has_kid = |set: Option<Arc<KeySet>>| set.is_some_and(|s| s.by_kid(kid).is_some());
+    if issuer.keys.recently_unknown(kid, now, remote.refetch_cooldown) {
+        issuer.metrics.refetch_suppressed.inc();
+        return false;
+    }
+    if !issuer.keys.claim_refetch(now, remote.refetch_cooldown) {
+        // Another request claimed this cooldown's refetch. If it is still in flight, wait for it
+        // by taking the fetch lock, then look again.
+        issuer.metrics.refetch_suppressed.inc();
+        drop(issuer.keys.fetch_lock.lock().await);
+        let found = has_kid(issuer.keys.get());
+        if !found {
+            issuer.keys.remember_unknown(kid, now);
+        }
+        return found;
+    }
+    let found = {
+        let _fetching = issuer.keys.fetch_lock.lock().await;
+        // A scheduled refresh may have brought the key while this request waited for the lock.
+        if has_kid(issuer.keys.get()) {
+            true
+        } else {
+            let mut url = None;
+            match refresh_once(issuer, remote, &mut url).await {
+                Ok(_) => has_kid(issuer.keys.get()),
+                Err(e) => {
+                    issuer.metrics.refresh_failed(e.label());
+                    tracing::warn!(issuer = %issuer.name, error = %e, "unknown-kid refetch failed");
+                    false
+                }
+            }
+        }
+    };
+    if !found {
+        issuer.keys.remember_unknown(kid, now);
+    }
+    found
+}
+
+/// `d` minus up to 10%, so that many gateways do not retry in lockstep.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(1.0 - fastrand::f64() * 0.1)
 }
