@@ -49,12 +49,36 @@ impl BackgroundService for Refresher {
             .filter(|i| matches!(i.source, KeySource::Remote(_)))
             .map(|i| tokio::spawn(keep_fresh(i)))
             .collect();
-        // Resolves on shutdown; a closed channel means the server is gone, so stop too.
-        let _ = shutdown.changed().await;
+        let runtime = Arc::clone(&self.runtime);
+        tokio::select! {
+            () = notify_when_ready(runtime) => {
+                // Readiness reported; keep refreshing until shutdown.
+                let _ = shutdown.changed().await;
+            }
+            // Resolves on shutdown; a closed channel means the server is gone, so stop too.
+            _ = shutdown.changed() => {}
+        }
         for t in tasks {
             t.abort();
         }
     }
+}
+
+/// Tells systemd (`Type=notify`) that the gateway is ready, once every issuer has keys, so that
+/// `systemctl start` and dependent units wait for a gateway that can decide. A no-op outside
+/// systemd.
+async fn notify_when_ready(runtime: Arc<ArcSwap<Runtime>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if runtime.load().ready() {
+            break;
+        }
+    }
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness");
+    }
+    tracing::info!("ready: every issuer has a key set");
 }
 
 fn unix(t: SystemTime) -> f64 {
