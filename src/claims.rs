@@ -94,21 +94,25 @@ fn header_fields(h: &Map<String, Value>) -> Result<JoseHeader, &'static str> {
     })
 }
 
+/// A NumericDate claim that is present but unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidDate;
+
 /// Reads a NumericDate claim: `Ok(None)` when absent, `Err` when present but unusable.
 /// Fractions are floored; negative, non-numeric and far-future values are rejected.
-pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, ()> {
+pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, InvalidDate> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
-            let v = n.as_f64().ok_or(())?;
+            let v = n.as_f64().ok_or(InvalidDate)?;
             if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) {
                 // In range by the check above, so the cast is exact after floor.
                 Ok(Some(v.floor() as i64))
             } else {
-                Err(())
+                Err(InvalidDate)
             }
         }
-        Some(_) => Err(()),
+        Some(_) => Err(InvalidDate),
     }
 }
 

@@ -77,7 +77,7 @@ pub fn load_str(
         file: file.to_string(),
         diagnostics,
     };
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| invalid(vec![source.from_toml(&e)]))?;
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| invalid(vec![source.diagnose(&e)]))?;
     compile::compile(raw, &source, base, metrics).map_err(invalid)
 }
 
@@ -134,7 +134,7 @@ impl<'a> Source<'a> {
         current
     }
 
-    fn from_toml(&self, e: &toml::de::Error) -> Diagnostic {
+    fn diagnose(&self, e: &toml::de::Error) -> Diagnostic {
         let line = e.span().map(|s| self.line(s.start)).unwrap_or(1);
         Diagnostic {
             line,

@@ -18,13 +18,16 @@ use http::{HeaderName, HeaderValue, Method};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// Identity headers to set on the upstream request.
+pub type IdentityHeaders = Vec<(HeaderName, HeaderValue)>;
+
 /// What to forward.
 #[derive(Debug)]
 pub struct Permit {
     /// The normalised path that was matched, plus the original query.
     pub path_and_query: String,
     /// Identity headers to set from verified claims.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: IdentityHeaders,
     /// The verified token, for logging; `None` on `auth = "none"` routes.
     pub verified: Option<Verified>,
 }
@@ -121,7 +124,7 @@ fn authorize(
     route: &Route,
     req: &Parts,
     now: i64,
-) -> Result<(Vec<(HeaderName, HeaderValue)>, Option<Verified>), Rejection> {
+) -> Result<(IdentityHeaders, Option<Verified>), Rejection> {
     let (issuers, policy) = match &route.auth {
         Auth::None => return Ok((Vec::new(), None)),
         Auth::Jwt { issuers, policy } => (issuers, policy),
@@ -140,7 +143,7 @@ fn authorize(
 /// The `forward_claims` headers for a verified token. A claim that is absent, or whose value
 /// cannot be a header value (CR, LF, NUL...), is not sent: the upstream must treat a missing
 /// header as "no claim", and an injected line break must never reach it.
-fn identity_headers(route: &Route, verified: &Verified) -> Vec<(HeaderName, HeaderValue)> {
+fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
     route
         .forward_claims
         .iter()

@@ -179,7 +179,8 @@ fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     let e = b64(jwk, "e")?;
     let n = strip_zeros(&n);
     let e = strip_zeros(&e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // `n` has no leading zero byte now, so its first byte fixes the bit length exactly.
+    let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if !(2048..=8192).contains(&bits) {
         return Err(format!("RSA modulus of {bits} bits is outside 2048..=8192"));
     }

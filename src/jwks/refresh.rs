@@ -10,6 +10,7 @@
 //!   directory is used, if it was fetched within `max_stale`.
 //! - An unknown `kid` may trigger one refetch per issuer per cooldown; concurrent misses share it
 //!   (they wait on the issuer's fetch lock) and unknown kids are remembered for one cooldown.
+//!
 //! Requests never wait on a scheduled refresh; only a request whose `kid` is unknown waits, at
 //! most one fetch timeout, for the one refetch that may bring its key.
 
