@@ -6,6 +6,7 @@ use crate::admin::Admin;
 use crate::jwks::refresh::Refresher;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::{self, Reloader};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -13,6 +14,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use pingora::services::ServiceWithDependents;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A server ready to run, plus the handle to its live runtime.
@@ -21,8 +23,14 @@ pub struct App {
     pub runtime: Arc<ArcSwap<Runtime>>,
 }
 
-/// Builds the server for `runtime`. `extra` services (the demo's issuer and echo) run beside it.
-pub fn build(runtime: Runtime, metrics: Arc<Metrics>, extra: Vec<Box<dyn ServiceWithDependents>>) -> App {
+/// Builds the server for `runtime`. With `config_path`, `SIGHUP` reloads that file. `extra`
+/// services (the demo's issuer and echo) run beside it.
+pub fn build(
+    runtime: Runtime,
+    config_path: Option<PathBuf>,
+    metrics: Arc<Metrics>,
+    extra: Vec<Box<dyn ServiceWithDependents>>,
+) -> App {
     let settings = runtime.settings.clone();
     let conf = ServerConf {
         threads: settings.threads,
@@ -49,7 +57,13 @@ pub fn build(runtime: Runtime, metrics: Arc<Metrics>, extra: Vec<Box<dyn Service
         admin.add_tcp(addr);
         server.add_service(admin);
     }
-    server.add_service(background_service("jwks refresh", Refresher::new(Arc::clone(&shared))));
+    reload::record_live(&metrics, 1, shared.load().hash);
+    let (generation, reloaded) = tokio::sync::watch::channel(1u64);
+    server.add_service(background_service("jwks refresh", Refresher::new(Arc::clone(&shared), reloaded)));
+    if let Some(path) = config_path {
+        let reloader = Reloader::new(path, Arc::clone(&shared), Arc::clone(&metrics), generation);
+        server.add_service(background_service("config reload", reloader));
+    }
     for service in extra {
         server.add_boxed_service(service);
     }

@@ -58,19 +58,30 @@ impl fmt::Display for DiagnosticBody<'_> {
 
 /// Reads and compiles the config at `path`.
 pub fn load(path: &Path, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+    reload(path, metrics, None)
+}
+
+/// Reads and compiles the config at `path` to replace `previous`: issuers whose identity and key
+/// location did not change keep their key stores, so a reload causes no refetch storm.
+pub fn reload(path: &Path, metrics: &Metrics, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(&text, &path.display().to_string(), base_dir(path), metrics)
+    compile_text(&text, &path.display().to_string(), base_dir(path), metrics, previous)
 }
 
 /// Compiles config text; `file` names it in errors and `base` resolves relative file paths in it.
-pub fn load_str(
+pub fn load_str(text: &str, file: &str, base: &Path, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+    compile_text(text, file, base, metrics, None)
+}
+
+fn compile_text(
     text: &str,
     file: &str,
     base: &Path,
     metrics: &Metrics,
+    previous: Option<&Runtime>,
 ) -> Result<Runtime, ConfigError> {
     let source = Source::new(text);
     let invalid = |diagnostics| ConfigError::Invalid {
@@ -78,7 +89,18 @@ pub fn load_str(
         diagnostics,
     };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| invalid(vec![source.diagnose(&e)]))?;
-    compile::compile(raw, &source, base, metrics).map_err(invalid)
+    let mut runtime = compile::compile(raw, &source, base, metrics, previous).map_err(invalid)?;
+    runtime.hash = hash(text);
+    Ok(runtime)
+}
+
+/// A stable fingerprint of the config text, exported so operators can see which file is live.
+fn hash(text: &str) -> u32 {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() uses fixed keys, so the value is the same across processes.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish() as u32
 }
 
 fn base_dir(path: &Path) -> &Path {

@@ -69,6 +69,19 @@ pub struct Issuer {
     pub metrics: crate::metrics::IssuerMetrics,
 }
 
+impl Issuer {
+    /// Whether `other` speaks for the same issuer with keys from the same place, so that its
+    /// key store can carry over a reload. File-sourced issuers never carry over: a reload is how
+    /// an edited key file is picked up.
+    pub fn same_keys(&self, other: &Issuer) -> bool {
+        let same_source = match (&self.source, &other.source) {
+            (KeySource::Remote(a), KeySource::Remote(b)) => a.location == b.location,
+            _ => false,
+        };
+        same_source && self.name == other.name && self.iss == other.iss
+    }
+}
+
 /// `typ` compares case-insensitively and `application/` may be omitted (RFC 7515 §4.1.9), so
 /// `at+jwt` and `application/at+jwt` are the same type.
 pub fn normalise_typ(typ: &str) -> String {

@@ -245,6 +245,9 @@ pub struct KeyStore {
     last_refetch_ms: AtomicU64,
     /// Kids recently found unknown, with when they were seen; remembered for one cooldown.
     unknown: moka::sync::Cache<String, SystemTime>,
+    /// When the next scheduled refresh is due, in ms since the epoch (0: now). Kept here so that a
+    /// refresh task restarted by a config reload resumes the schedule instead of refetching.
+    next_refresh_ms: AtomicU64,
 }
 
 impl Default for KeyStore {
@@ -254,6 +257,7 @@ impl Default for KeyStore {
             fetch_lock: tokio::sync::Mutex::new(()),
             last_refetch_ms: AtomicU64::new(0),
             unknown: moka::sync::Cache::new(UNKNOWN_KID_CAPACITY),
+            next_refresh_ms: AtomicU64::new(0),
         }
     }
 }
@@ -274,6 +278,16 @@ impl KeyStore {
 
     pub fn clear(&self) {
         self.current.store(None);
+    }
+
+    /// Records when the next scheduled refresh is due.
+    pub fn schedule(&self, at: SystemTime) {
+        self.next_refresh_ms.store(epoch_ms(at), Ordering::Release);
+    }
+
+    /// How long until the next scheduled refresh (zero if due or never scheduled).
+    pub fn until_scheduled(&self, now: SystemTime) -> Duration {
+        Duration::from_millis(self.next_refresh_ms.load(Ordering::Acquire).saturating_sub(epoch_ms(now)))
     }
 
     /// Whether `kid` was found unknown less than `cooldown` ago.

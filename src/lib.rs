@@ -18,6 +18,7 @@
 //! Everything from `path` to `reject` is pure: it takes the current time as an argument, does no IO
 //! and knows nothing of pingora. Only `proxy.rs` and `admin.rs` touch pingora sessions.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod claims;
@@ -28,11 +29,13 @@ pub mod demo;
 pub mod duration;
 pub mod issuer;
 pub mod jwks;
+pub mod logging;
 pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
 pub mod reject;
+pub mod reload;
 pub mod route;
 pub mod runtime;
 pub mod token;

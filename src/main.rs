@@ -5,17 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokengate::cli::{Cli, Command};
 use tokengate::metrics::Metrics;
-use tokengate::{app, config, demo};
+use tokengate::{app, config, demo, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    match &cli.command {
+        Command::Run { config } => logging::init_structured(&logging::peek(config)),
+        Command::Check { .. } | Command::Demo => logging::init_text(),
+    }
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -41,7 +38,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => match config::load(&config, &metrics) {
-            Ok(rt) => app::build(rt, metrics, Vec::new()).server.run_forever(),
+            Ok(rt) => app::build(rt, Some(config), metrics, Vec::new()).server.run_forever(),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE

@@ -26,6 +26,17 @@ pub struct Metrics {
     jwks_unknown_kid: IntCounterVec,
     jwks_refetch_suppressed: IntCounterVec,
     jwks_stale: IntGaugeVec,
+    pub config: ConfigMetrics,
+}
+
+/// Which config is live, and how reloads went.
+#[derive(Debug, Clone)]
+pub struct ConfigMetrics {
+    pub reload_success: IntCounter,
+    pub reload_failure: IntCounter,
+    pub last_success: Gauge,
+    pub generation: IntGauge,
+    pub hash: IntGauge,
 }
 
 /// Pre-resolved children for one route.
@@ -133,6 +144,27 @@ impl Metrics {
         registry.register(Box::new(jwks_last_success.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(jwks_stale.clone()))?;
+        let reloads = IntCounterVec::new(
+            Opts::new("tokengate_config_reload_total", "Config reloads by result."),
+            &["result"],
+        )?;
+        let config = ConfigMetrics {
+            reload_success: reloads.with_label_values(&["success"]),
+            reload_failure: reloads.with_label_values(&["failure"]),
+            last_success: Gauge::new(
+                "tokengate_config_last_reload_success_timestamp_seconds",
+                "Unix time the live config was loaded.",
+            )?,
+            generation: IntGauge::new(
+                "tokengate_config_generation",
+                "Starts at 1 and grows by one with each successful reload.",
+            )?,
+            hash: IntGauge::new("tokengate_config_hash", "Fingerprint of the live config file's text.")?,
+        };
+        registry.register(Box::new(reloads))?;
+        registry.register(Box::new(config.last_success.clone()))?;
+        registry.register(Box::new(config.generation.clone()))?;
+        registry.register(Box::new(config.hash.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(decide.clone()))?;
@@ -150,6 +182,7 @@ impl Metrics {
             jwks_unknown_kid,
             jwks_refetch_suppressed,
             jwks_stale,
+            config,
         })
     }
 

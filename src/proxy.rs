@@ -4,6 +4,7 @@
 //! permit or writes the rejection. The later hooks apply the permit (path, identity headers) and
 //! record metrics. No policy logic lives here.
 
+use crate::access;
 use crate::decision::{self, Permit};
 use crate::jwks::refresh;
 use crate::metrics::Metrics;
@@ -41,6 +42,8 @@ pub struct Ctx {
     route: Option<Arc<Route>>,
     permit: Option<Permit>,
     reason: Reason,
+    decide_time: std::time::Duration,
+    upstream_status: Option<u16>,
 }
 
 /// Unix time in whole seconds, the clock every rule is checked against.
@@ -77,6 +80,8 @@ impl ProxyHttp for Gateway {
             route: None,
             permit: None,
             reason: Reason::Ok,
+            decide_time: std::time::Duration::ZERO,
+            upstream_status: None,
         }
     }
 
@@ -84,12 +89,13 @@ impl ProxyHttp for Gateway {
         let runtime = self.runtime.load_full();
         let started = Instant::now();
         let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
-        self.metrics.decide().observe(started.elapsed().as_secs_f64());
         if let Some((issuer, kid)) = decision.key_miss.take() {
             if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
                 decision = decision::decide(&runtime, session.req_header(), unix_now());
             }
         }
+        ctx.decide_time = started.elapsed();
+        self.metrics.decide().observe(ctx.decide_time.as_secs_f64());
         ctx.route = decision.route;
         ctx.runtime = Some(runtime);
         match decision.outcome {
@@ -182,13 +188,41 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let metrics = match (&ctx.route, &ctx.runtime) {
-            (Some(route), _) => &route.metrics,
-            (None, Some(rt)) => &rt.unmatched,
-            (None, None) => return,
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let (Some(runtime), elapsed) = (&ctx.runtime, ctx.start.elapsed()) else {
+            return;
         };
+        let metrics = ctx.route.as_ref().map_or(&runtime.unmatched, |r| &r.metrics);
         metrics.count(ctx.reason);
-        metrics.duration.observe(ctx.start.elapsed().as_secs_f64());
+        metrics.duration.observe(elapsed.as_secs_f64());
+        if !runtime.settings.log.access_log {
+            return;
+        }
+        let req = session.req_header();
+        let verified = ctx.permit.as_ref().and_then(|p| p.verified.as_ref());
+        let entry = access::Entry {
+            route: ctx.route.as_ref().map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str()),
+            method: req.method.as_str(),
+            path: ctx.permit.as_ref().map_or(req.uri.path(), |p| p.path_and_query.as_str()),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            issuer: verified.map(|v| v.issuer.name.as_str()),
+            sub: verified.and_then(|v| v.claims.get("sub")).and_then(|s| s.as_str()),
+            client: verified.and_then(|v| v.client.as_deref()),
+            upstream: ctx.permit.as_ref().and(ctx.route.as_ref()).map(|r| r.upstream.name.as_str()),
+            upstream_status: ctx.upstream_status,
+            duration_us: elapsed.as_micros() as u64,
+            decide_us: ctx.decide_time.as_micros() as u64,
+        };
+        access::record(ctx.reason, &entry);
     }
 }

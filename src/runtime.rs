@@ -22,6 +22,33 @@ pub struct Settings {
     pub graceful_shutdown_timeout: Duration,
     /// Where last good key sets are persisted; `None` disables persistence.
     pub state_dir: Option<PathBuf>,
+    pub log: LogSettings,
+}
+
+/// `[log]` after compilation. Applied at start; a reload keeps the running logger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// A `tracing` filter directive such as `info` or `info,tokengate=debug`.
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per request under the `access` target.
+    pub access_log: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Json,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Logfmt,
 }
 
 /// Everything the request path needs, resolved.
@@ -33,6 +60,8 @@ pub struct Runtime {
     pub identity: IdentityHeaders,
     /// Metric children for requests no route matched.
     pub unmatched: RouteMetrics,
+    /// Fingerprint of the config text this runtime was compiled from.
+    pub hash: u32,
 }
 
 impl Runtime {

@@ -4,7 +4,7 @@
 //! All problems are collected, not just the first, each with its line, block and field. A config
 //! either compiles completely or not at all.
 
-use super::raw::{RawConfig, RawIssuer, RawRoute, RawServer, RawUpstream};
+use super::raw::{RawConfig, RawIssuer, RawLog, RawRoute, RawServer, RawUpstream};
 use super::{Diagnostic, Source};
 use crate::claims::ClaimPath;
 use crate::duration::ConfigDuration;
@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::path;
 use crate::policy::Policy;
 use crate::route::{Auth, PathMatch, Route, Router};
-use crate::runtime::{Runtime, Settings};
+use crate::runtime::{LogFormat, LogSettings, Runtime, Settings};
 use crate::upstream::{IdentityHeaders, Upstream};
 use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
@@ -64,9 +64,16 @@ impl Errors<'_> {
 }
 
 /// Compiles `raw`; relative file paths resolve against `base`.
-pub fn compile(raw: RawConfig, src: &Source<'_>, base: &Path, metrics: &Metrics) -> Result<Runtime, Vec<Diagnostic>> {
+pub fn compile(
+    raw: RawConfig,
+    src: &Source<'_>,
+    base: &Path,
+    metrics: &Metrics,
+    previous: Option<&Runtime>,
+) -> Result<Runtime, Vec<Diagnostic>> {
     let mut errs = Errors { src, list: Vec::new() };
-    let settings = compile_server(raw.server.as_ref().map(|s| s.get_ref()), &mut errs);
+    let mut settings = compile_server(raw.server.as_ref().map(|s| s.get_ref()), &mut errs);
+    settings.log = compile_log(raw.log.as_ref().map(|l| l.get_ref()), &mut errs);
     let prefix = raw
         .server
         .as_ref()
@@ -82,7 +89,10 @@ pub fn compile(raw: RawConfig, src: &Source<'_>, base: &Path, metrics: &Metrics)
             errs.at(r.name.span(), &ctx, format!("field 'name': duplicate issuer name (also issuer #{})", prev + 1));
         }
         check_name(&mut errs, &ctx, &r.name);
-        if let Some(issuer) = compile_issuer(r, &ctx, base, settings.state_dir.as_deref(), metrics, &mut errs) {
+        if let Some(mut issuer) = compile_issuer(r, &ctx, base, settings.state_dir.as_deref(), metrics, &mut errs) {
+            if let Some(old) = previous.and_then(|p| p.issuers.iter().find(|o| o.same_keys(&issuer))) {
+                issuer.keys = Arc::clone(&old.keys);
+            }
             issuers.push(Arc::new(issuer));
         }
     }
@@ -152,6 +162,7 @@ pub fn compile(raw: RawConfig, src: &Source<'_>, base: &Path, metrics: &Metrics)
         router: Router::new(routes),
         identity: IdentityHeaders { prefix, names: forwarded },
         unmatched: metrics.route(UNMATCHED_ROUTE),
+        hash: 0,
     })
 }
 
@@ -226,7 +237,31 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         grace_period: secs(&raw.grace_period).map_or(Duration::ZERO, |d| d.0),
         graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(30), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
+        log: LogSettings::default(),
     }
+}
+
+fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
+    let ctx = "log";
+    let mut out = LogSettings::default();
+    let Some(raw) = raw else { return out };
+    if let Some(level) = &raw.level {
+        if tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err() {
+            errs.at(level.span(), ctx, format!("field 'level': '{}' is not a log filter", level.get_ref()));
+        }
+        out.level = level.get_ref().clone();
+    }
+    if let Some(format) = &raw.format {
+        match format.get_ref().as_str() {
+            "json" => out.format = LogFormat::Json,
+            "logfmt" => out.format = LogFormat::Logfmt,
+            other => errs.at(format.span(), ctx, format!("field 'format': '{other}' is not \"json\" or \"logfmt\"")),
+        }
+    }
+    if let Some(a) = raw.access_log {
+        out.access_log = a;
+    }
+    out
 }
 
 fn compile_issuer(

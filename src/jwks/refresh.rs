@@ -30,35 +30,54 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// Refreshes the key sets of the issuers in the live runtime.
+/// Refreshes the key sets of the issuers in the live runtime, restarting its per-issuer tasks
+/// whenever a reload installs a new runtime.
 pub struct Refresher {
     runtime: Arc<ArcSwap<Runtime>>,
+    reloaded: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Refresher {
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
-        Refresher { runtime }
+    /// `reloaded` changes each time a new runtime is installed.
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>, reloaded: tokio::sync::watch::Receiver<u64>) -> Self {
+        Refresher { runtime, reloaded }
     }
+}
+
+fn spawn_all(runtime: &Runtime) -> Vec<tokio::task::JoinHandle<()>> {
+    runtime
+        .issuers
+        .iter()
+        .filter(|i| matches!(i.source, KeySource::Remote(_)))
+        .map(|i| tokio::spawn(keep_fresh(Arc::clone(i))))
+        .collect()
 }
 
 #[async_trait]
 impl BackgroundService for Refresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let issuers: Vec<Arc<Issuer>> = self.runtime.load().issuers.clone();
-        let tasks: Vec<_> = issuers
-            .into_iter()
-            .filter(|i| matches!(i.source, KeySource::Remote(_)))
-            .map(|i| tokio::spawn(keep_fresh(i)))
-            .collect();
-        let runtime = Arc::clone(&self.runtime);
-        tokio::select! {
-            () = notify_when_ready(runtime) => {
-                // Readiness reported; keep refreshing until shutdown.
-                let _ = shutdown.changed().await;
+        let mut reloaded = self.reloaded.clone();
+        let mut tasks = spawn_all(&self.runtime.load());
+        let ready = tokio::spawn(notify_when_ready(Arc::clone(&self.runtime)));
+        loop {
+            tokio::select! {
+                changed = reloaded.changed() => {
+                    if changed.is_err() {
+                        // The reloader is gone; keep refreshing what we have until shutdown.
+                        let _ = shutdown.changed().await;
+                        break;
+                    }
+                    for t in tasks.drain(..) {
+                        t.abort();
+                    }
+                    // Issuers that carried over keep their key stores and their schedule.
+                    tasks = spawn_all(&self.runtime.load());
+                }
+                // Resolves on shutdown; a closed channel means the server is gone, so stop too.
+                _ = shutdown.changed() => break,
             }
-            // Resolves on shutdown; a closed channel means the server is gone, so stop too.
-            _ = shutdown.changed() => {}
         }
+        ready.abort();
         for t in tasks {
             t.abort();
         }
@@ -94,6 +113,10 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
     let mut jwks_url: Option<String> = None;
     let mut retry = FIRST_RETRY;
     let mut first = true;
+    if issuer.keys.get().is_some() {
+        // Carried over a reload with keys: resume the schedule rather than fetch now.
+        tokio::time::sleep(issuer.keys.until_scheduled(SystemTime::now())).await;
+    }
     loop {
         let result = {
             let _fetching = issuer.keys.fetch_lock.lock().await;
@@ -103,7 +126,9 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
             Ok(ttl) => {
                 retry = FIRST_RETRY;
                 // Refresh before expiry, at 80-95% of the lifetime, so that gateways spread out.
-                ttl.mul_f64(0.80 + fastrand::f64() * 0.15)
+                let wait = ttl.mul_f64(0.80 + fastrand::f64() * 0.15);
+                issuer.keys.schedule(SystemTime::now() + wait);
+                wait
             }
             Err(e) => {
                 issuer.metrics.refresh_failed(e.label());
