@@ -234,8 +234,8 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         admin_listen,
         threads,
         max_token_bytes,
-        grace_period: secs(&raw.grace_period).map_or(Duration::ZERO, |d| d.0),
-        graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(30), |d| d.0),
+        grace_period: secs(&raw.grace_period).map_or(Duration::from_secs(10), |d| d.0),
+        graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(5), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
     }

@@ -225,6 +225,33 @@ impl Gateway {
         }
     }
 
+    /// The process id, for sending signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `deadline` for the process to exit; returns its status if it did.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Some(status) = self.exit_status() {
+                return Some(status);
+            }
+            std::thread::sleep(POLL);
+        }
+        None
+    }
+
     /// The proxy listener.
     pub fn proxy_addr(&self) -> SocketAddr {
         self.proxy
