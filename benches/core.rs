@@ -24,10 +24,26 @@ struct Fixture {
 }
 
 const FIXTURES: [Fixture; 4] = [
-    Fixture { alg: Algorithm::RS256, kid: "rs", pem: include_bytes!("../tests/fixtures/rsa_a.pem") },
-    Fixture { alg: Algorithm::PS256, kid: "ps", pem: include_bytes!("../tests/fixtures/rsa_b.pem") },
-    Fixture { alg: Algorithm::ES256, kid: "es", pem: include_bytes!("../tests/fixtures/ec256.pem") },
-    Fixture { alg: Algorithm::EdDSA, kid: "ed", pem: include_bytes!("../tests/fixtures/ed25519.pem") },
+    Fixture {
+        alg: Algorithm::RS256,
+        kid: "rs",
+        pem: include_bytes!("../tests/fixtures/rsa_a.pem"),
+    },
+    Fixture {
+        alg: Algorithm::PS256,
+        kid: "ps",
+        pem: include_bytes!("../tests/fixtures/rsa_b.pem"),
+    },
+    Fixture {
+        alg: Algorithm::ES256,
+        kid: "es",
+        pem: include_bytes!("../tests/fixtures/ec256.pem"),
+    },
+    Fixture {
+        alg: Algorithm::EdDSA,
+        kid: "ed",
+        pem: include_bytes!("../tests/fixtures/ed25519.pem"),
+    },
 ];
 
 fn encoding_key(f: &Fixture) -> EncodingKey {
@@ -64,7 +80,11 @@ fn runtime(dir: &Path, routes: usize) -> Runtime {
         })
         .collect();
     let jwks = dir.join("jwks.json");
-    std::fs::write(&jwks, serde_json::to_vec(&json!({ "keys": keys })).expect("json")).expect("write");
+    std::fs::write(
+        &jwks,
+        serde_json::to_vec(&json!({ "keys": keys })).expect("json"),
+    )
+    .expect("write");
     let mut toml = format!(
         "[server]\nlisten = [\"127.0.0.1:1\"]\n[[issuer]]\nname = \"bench\"\nissuer = \"{ISS}\"\n\
          audiences = [\"{AUD}\"]\njwks_file = \"{}\"\nalgorithms = [\"RS256\", \"PS256\", \"ES256\", \"EdDSA\"]\n\
@@ -80,7 +100,8 @@ fn runtime(dir: &Path, routes: usize) -> Runtime {
         "[[route]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"u\"\nscopes_all = [\"read:data\"]\n\
          max_token_lifetime = \"1h\"\nforward_claims = { \"x-auth-sub\" = \"sub\", \"x-auth-client\" = \"azp\" }\n",
     );
-    config::load_str(&toml, "bench.toml", dir, &Metrics::new().expect("metrics")).expect("bench config")
+    config::load_str(&toml, "bench.toml", dir, &Metrics::new().expect("metrics"))
+        .expect("bench config")
 }
 
 fn request(token: &str) -> http::request::Parts {
@@ -101,7 +122,13 @@ fn route_find(c: &mut Criterion) {
     for n in [10, 100, 1000] {
         let rt = runtime(dir.path(), n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &rt, |b, rt| {
-            b.iter(|| rt.router.find(Some("api.bench"), &http::Method::GET, black_box("/api/accounts/42")))
+            b.iter(|| {
+                rt.router.find(
+                    Some("api.bench"),
+                    &http::Method::GET,
+                    black_box("/api/accounts/42"),
+                )
+            })
         });
     }
     g.finish();
@@ -122,7 +149,9 @@ fn verify(c: &mut Criterion) {
     for f in &FIXTURES {
         let token = mint(f, "read:data");
         g.bench_function(format!("{:?}", f.alg), |b| {
-            b.iter(|| tokengate::verify::verify(black_box(&token), &rt.issuers, now()).expect("valid"))
+            b.iter(|| {
+                tokengate::verify::verify(black_box(&token), &rt.issuers, now()).expect("valid")
+            })
         });
     }
     g.finish();
@@ -133,12 +162,17 @@ fn policy_evaluate(c: &mut Criterion) {
     let rt = runtime(dir.path(), 0);
     let token = mint(&FIXTURES[0], "openid profile read:data write:data");
     let verified = tokengate::verify::verify(&token, &rt.issuers, now()).expect("valid");
-    let route = rt.router.find(None, &http::Method::GET, "/api").expect("route");
+    let route = rt
+        .router
+        .find(None, &http::Method::GET, "/api")
+        .expect("route");
     let tokengate::route::Auth::Jwt { policy, .. } = &route.auth else {
         panic!("api route is a jwt route");
     };
     c.bench_function("policy_evaluate", |b| {
-        b.iter(|| tokengate::policy::evaluate(policy, black_box(&verified), now()).expect("allowed"))
+        b.iter(|| {
+            tokengate::policy::evaluate(policy, black_box(&verified), now()).expect("allowed")
+        })
     });
 }
 
@@ -159,5 +193,12 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, route_find, extract_bearer, verify, policy_evaluate, decide);
+criterion_group!(
+    benches,
+    route_find,
+    extract_bearer,
+    verify,
+    policy_evaluate,
+    decide
+);
 criterion_main!(benches);

@@ -31,7 +31,8 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     let len = r.body().len();
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, len.into());
     r
 }
 
@@ -41,8 +42,14 @@ impl ServeHttp for Admin {
         let text = "text/plain; charset=utf-8";
         match session.req_header().uri.path() {
             "/metrics" => {
-                self.runtime.load().observe_key_age(std::time::SystemTime::now());
-                reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+                self.runtime
+                    .load()
+                    .observe_key_age(std::time::SystemTime::now());
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
             }
             "/healthz" => reply(StatusCode::OK, text, b"ok\n".to_vec()),
             "/readyz" => {

@@ -53,13 +53,19 @@ pub fn build(
     server.add_service(proxy);
 
     if let Some(addr) = &settings.admin_listen {
-        let mut admin = Service::new("admin".to_string(), Admin::new(Arc::clone(&shared), Arc::clone(&metrics)));
+        let mut admin = Service::new(
+            "admin".to_string(),
+            Admin::new(Arc::clone(&shared), Arc::clone(&metrics)),
+        );
         admin.add_tcp(addr);
         server.add_service(admin);
     }
     reload::record_live(&metrics, 1, shared.load().hash);
     let (generation, reloaded) = tokio::sync::watch::channel(1u64);
-    server.add_service(background_service("jwks refresh", Refresher::new(Arc::clone(&shared), reloaded)));
+    server.add_service(background_service(
+        "jwks refresh",
+        Refresher::new(Arc::clone(&shared), reloaded),
+    ));
     if let Some(path) = config_path {
         let reloader = Reloader::new(path, Arc::clone(&shared), Arc::clone(&metrics), generation);
         server.add_service(background_service("config reload", reloader));
@@ -67,5 +73,8 @@ pub fn build(
     for service in extra {
         server.add_boxed_service(service);
     }
-    App { server, runtime: shared }
+    App {
+        server,
+        runtime: shared,
+    }
 }

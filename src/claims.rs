@@ -41,7 +41,9 @@ pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
     let mut it = token.split('.');
     let (h, p, s) = match (it.next(), it.next(), it.next(), it.next()) {
         (Some(h), Some(p), Some(s), None) => (h, p, s),
-        _ if token.split('.').count() == 5 => return Err("encrypted tokens (JWE) are not accepted"),
+        _ if token.split('.').count() == 5 => {
+            return Err("encrypted tokens (JWE) are not accepted")
+        }
         _ => return Err("token must have three dot-separated parts"),
     };
     if s.is_empty() {
@@ -156,8 +158,12 @@ pub fn scopes(claims: &Map<String, Value>, scope_claims: &[String]) -> Vec<Strin
     let mut out: Vec<String> = Vec::new();
     for name in scope_claims {
         match claims.get(name) {
-            Some(Value::String(s)) => out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
-            Some(Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str).map(str::to_string)),
+            Some(Value::String(s)) => {
+                out.extend(s.split(' ').filter(|s| !s.is_empty()).map(str::to_string))
+            }
+            Some(Value::Array(items)) => {
+                out.extend(items.iter().filter_map(Value::as_str).map(str::to_string))
+            }
             _ => {}
         }
     }

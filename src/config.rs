@@ -63,16 +63,31 @@ pub fn load(path: &Path, metrics: &Metrics) -> Result<Runtime, ConfigError> {
 
 /// Reads and compiles the config at `path` to replace `previous`: issuers whose identity and key
 /// location did not change keep their key stores, so a reload causes no refetch storm.
-pub fn reload(path: &Path, metrics: &Metrics, previous: Option<&Runtime>) -> Result<Runtime, ConfigError> {
+pub fn reload(
+    path: &Path,
+    metrics: &Metrics,
+    previous: Option<&Runtime>,
+) -> Result<Runtime, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    compile_text(&text, &path.display().to_string(), base_dir(path), metrics, previous)
+    compile_text(
+        &text,
+        &path.display().to_string(),
+        base_dir(path),
+        metrics,
+        previous,
+    )
 }
 
 /// Compiles config text; `file` names it in errors and `base` resolves relative file paths in it.
-pub fn load_str(text: &str, file: &str, base: &Path, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+pub fn load_str(
+    text: &str,
+    file: &str,
+    base: &Path,
+    metrics: &Metrics,
+) -> Result<Runtime, ConfigError> {
     compile_text(text, file, base, metrics, None)
 }
 
@@ -88,7 +103,8 @@ fn compile_text(
         file: file.to_string(),
         diagnostics,
     };
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| invalid(vec![source.diagnose(&e)]))?;
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|e| invalid(vec![source.diagnose(&e)]))?;
     let mut runtime = compile::compile(raw, &source, base, metrics, previous).map_err(invalid)?;
     runtime.hash = hash(text);
     Ok(runtime)
@@ -123,7 +139,11 @@ impl<'a> Source<'a> {
     /// The 1-based line holding byte `offset`.
     pub fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     /// Names the `[[route]]`, `[[issuer]]`, `[[upstream]]` or `[server]` block that line `line`

@@ -65,7 +65,11 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
     });
     let key_miss = match (&outcome, &route.0.auth) {
         (Err(Rejection::UnknownKey), Auth::Jwt { issuers, .. }) => {
-            let values = req.headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes);
+            let values = req
+                .headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(HeaderValue::as_bytes);
             token::extract_bearer(values, rt.settings.max_token_bytes)
                 .ok()
                 .and_then(|t| verify::key_miss(t, issuers))
@@ -107,9 +111,12 @@ fn request_host(req: &Parts) -> Result<Option<String>, Rejection> {
     match first {
         None => Ok(None),
         Some(v) => {
-            let text = v.to_str().map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
-            let authority: http::uri::Authority =
-                text.parse().map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
+            let text = v
+                .to_str()
+                .map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
+            let authority: http::uri::Authority = text
+                .parse()
+                .map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
             Ok(Some(normalise_host(authority.host())))
         }
     }
@@ -129,12 +136,17 @@ fn authorize(
         Auth::None => return Ok((Vec::new(), None)),
         Auth::Jwt { issuers, policy } => (issuers, policy),
     };
-    let values = req.headers.get_all(AUTHORIZATION).iter().map(HeaderValue::as_bytes);
-    let token = token::extract_bearer(values, rt.settings.max_token_bytes).map_err(|e| match e {
-        ExtractError::Missing => Rejection::MissingToken,
-        ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
-        ExtractError::TooLarge => Rejection::TokenTooLarge,
-    })?;
+    let values = req
+        .headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    let token =
+        token::extract_bearer(values, rt.settings.max_token_bytes).map_err(|e| match e {
+            ExtractError::Missing => Rejection::MissingToken,
+            ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
+            ExtractError::TooLarge => Rejection::TokenTooLarge,
+        })?;
     let verified = verify::verify(token, issuers, now)?;
     policy::evaluate(policy, &verified, now)?;
     Ok((identity_headers(route, &verified), Some(verified)))

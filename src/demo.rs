@@ -33,8 +33,13 @@ const AUD: &str = "https://api.demo.local";
 
 /// Builds the demo server and prints how to use it.
 pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
-    let runtime = config::load_str(CONFIG, "conf/demo.toml (embedded)", Path::new("."), &metrics)
-        .map_err(|e| e.to_string())?;
+    let runtime = config::load_str(
+        CONFIG,
+        "conf/demo.toml (embedded)",
+        Path::new("."),
+        &metrics,
+    )
+    .map_err(|e| e.to_string())?;
     let listen = runtime.settings.listen.first().cloned().unwrap_or_default();
     let (key, jwks) = demo_key()?;
     let now = crate::proxy::unix_now();
@@ -73,7 +78,13 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
          curl -si http://{admin}/readyz\n",
         admin = runtime.settings.admin_listen.clone().unwrap_or_default(),
     );
-    let mut issuer = Service::new("demo issuer".to_string(), Static { path: JWKS_PATH, body: jwks });
+    let mut issuer = Service::new(
+        "demo issuer".to_string(),
+        Static {
+            path: JWKS_PATH,
+            body: jwks,
+        },
+    );
     issuer.add_tcp(ISSUER_ADDR);
     let mut echo = Service::new("demo echo".to_string(), Echo);
     echo.add_tcp(ECHO_ADDR);
@@ -84,7 +95,8 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
 /// A fresh RSA-2048 key and its public JWKS (kid `demo`).
 fn demo_key() -> Result<(EncodingKey, Vec<u8>), String> {
     use aws_lc_rs::encoding::AsDer;
-    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| e.to_string())?;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|e| e.to_string())?;
     let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(|e| e.to_string())?;
     let b64 = STANDARD.encode(der.as_ref());
     let body: Vec<&str> = b64
@@ -92,7 +104,10 @@ fn demo_key() -> Result<(EncodingKey, Vec<u8>), String> {
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap_or_default())
         .collect();
-    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", body.join("\n"));
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        body.join("\n")
+    );
     let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).map_err(|e| e.to_string())?;
     jwk.common.key_id = Some("demo".into());
@@ -105,10 +120,13 @@ fn demo_key() -> Result<(EncodingKey, Vec<u8>), String> {
 fn json_reply(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     let len = r.body().len();
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, len.into());
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, len.into());
     r
 }
 
@@ -148,7 +166,10 @@ impl ServeHttp for Echo {
             "path": req.uri.to_string(),
             "headers": headers,
         });
-        json_reply(StatusCode::OK, serde_json::to_vec_pretty(&body).unwrap_or_default())
+        json_reply(
+            StatusCode::OK,
+            serde_json::to_vec_pretty(&body).unwrap_or_default(),
+        )
     }
 }
 
@@ -166,7 +187,8 @@ mod tests {
     #[test]
     fn demo_key_yields_a_usable_key_set() {
         let (_, jwks) = demo_key().expect("demo key");
-        let (set, skipped) = crate::jwks::parse(&jwks, std::time::SystemTime::now()).expect("parse");
+        let (set, skipped) =
+            crate::jwks::parse(&jwks, std::time::SystemTime::now()).expect("parse");
         assert_eq!(set.keys.len(), 1);
         assert!(skipped.is_empty());
     }

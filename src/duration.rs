@@ -18,11 +18,15 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             Text(String),
         }
         match Form::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a duration: integer seconds or a string like \"90s\", \"15m\", \"2h\"")
+            serde::de::Error::custom(
+                "expected a duration: integer seconds or a string like \"90s\", \"15m\", \"2h\"",
+            )
         })? {
             Form::Secs(s) if s >= 0 => Ok(ConfigDuration(Duration::from_secs(s as u64))),
             Form::Secs(_) => Err(serde::de::Error::custom("a duration cannot be negative")),
-            Form::Text(t) => parse(&t).map(ConfigDuration).map_err(serde::de::Error::custom),
+            Form::Text(t) => parse(&t)
+                .map(ConfigDuration)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -42,7 +46,13 @@ mod tests {
 
     #[test]
     fn parses_units_and_bare_seconds() {
-        for (text, secs) in [("90s", 90), ("15m", 900), ("2h", 7200), ("45", 45), ("1h 30m", 5400)] {
+        for (text, secs) in [
+            ("90s", 90),
+            ("15m", 900),
+            ("2h", 7200),
+            ("45", 45),
+            ("1h 30m", 5400),
+        ] {
             assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
         }
     }

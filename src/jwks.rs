@@ -97,7 +97,10 @@ pub enum JwksError {
 /// Parses a JWKS document. Returns the usable keys and, for each skipped key, why.
 pub fn parse(body: &[u8], fetched_at: SystemTime) -> Result<(KeySet, Vec<String>), JwksError> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotJwks)?;
-    let entries = doc.get("keys").and_then(Value::as_array).ok_or(JwksError::NotJwks)?;
+    let entries = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or(JwksError::NotJwks)?;
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -171,7 +174,12 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
             return Err(format!("alg {a:?} does not fit the key type"));
         }
     }
-    Ok(Key { kid, kind, alg, decoding })
+    Ok(Key {
+        kid,
+        kind,
+        alg,
+        decoding,
+    })
 }
 
 fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
@@ -180,7 +188,9 @@ fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     let n = strip_zeros(&n);
     let e = strip_zeros(&e);
     // `n` has no leading zero byte now, so its first byte fixes the bit length exactly.
-    let bits = n.first().map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
+    let bits = n
+        .first()
+        .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
     if !(2048..=8192).contains(&bits) {
         return Err(format!("RSA modulus of {bits} bits is outside 2048..=8192"));
     }
@@ -225,8 +235,8 @@ fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     if b64(jwk, "x")?.len() != 32 {
         return Err("Ed25519 key is not 32 bytes".into());
     }
-    let decoding =
-        DecodingKey::from_ed_components(field(jwk, "x")?).map_err(|_| "Ed25519 key rejected".to_string())?;
+    let decoding = DecodingKey::from_ed_components(field(jwk, "x")?)
+        .map_err(|_| "Ed25519 key rejected".to_string())?;
     Ok((KeyKind::Ed25519, decoding))
 }
 
@@ -263,7 +273,8 @@ impl Default for KeyStore {
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl KeyStore {
@@ -287,7 +298,11 @@ impl KeyStore {
 
     /// How long until the next scheduled refresh (zero if due or never scheduled).
     pub fn until_scheduled(&self, now: SystemTime) -> Duration {
-        Duration::from_millis(self.next_refresh_ms.load(Ordering::Acquire).saturating_sub(epoch_ms(now)))
+        Duration::from_millis(
+            self.next_refresh_ms
+                .load(Ordering::Acquire)
+                .saturating_sub(epoch_ms(now)),
+        )
     }
 
     /// Whether `kid` was found unknown less than `cooldown` ago.

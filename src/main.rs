@@ -38,7 +38,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => match config::load(&config, &metrics) {
-            Ok(rt) => app::build(rt, Some(config), metrics, Vec::new()).server.run_forever(),
+            Ok(rt) => app::build(rt, Some(config), metrics, Vec::new())
+                .server
+                .run_forever(),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::FAILURE

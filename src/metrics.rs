@@ -6,8 +6,8 @@
 
 use crate::reject::Reason;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The label used for requests that matched no route.
@@ -73,7 +73,9 @@ pub struct IssuerMetrics {
 impl IssuerMetrics {
     /// Counts a failed refresh; `result` is one of a fixed set of static labels.
     pub fn refresh_failed(&self, result: &'static str) {
-        self.refresh.with_label_values(&[self.name.as_str(), result]).inc();
+        self.refresh
+            .with_label_values(&[self.name.as_str(), result])
+            .inc();
     }
 }
 
@@ -81,7 +83,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("tokengate_requests_total", "Requests by route, decision and reason."),
+            Opts::new(
+                "tokengate_requests_total",
+                "Requests by route, decision and reason.",
+            ),
             &["route", "decision", "reason"],
         )?;
         let duration = HistogramVec::new(
@@ -89,7 +94,10 @@ impl Metrics {
                 "tokengate_request_duration_seconds",
                 "Time from request start to the end of the response, by route.",
             )
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["route"],
         )?;
         let decide = Histogram::with_opts(
@@ -97,19 +105,32 @@ impl Metrics {
                 "tokengate_decision_duration_seconds",
                 "Time spent deciding a request: routing, token verification and policy.",
             )
-            .buckets(vec![0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01]),
+            .buckets(vec![
+                0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+            ]),
         )?;
         let jwks_keys = IntGaugeVec::new(
-            Opts::new("tokengate_jwks_keys", "Usable keys in the issuer's current key set."),
+            Opts::new(
+                "tokengate_jwks_keys",
+                "Usable keys in the issuer's current key set.",
+            ),
             &["issuer"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("tokengate_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "tokengate_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         let jwks_refresh = IntCounterVec::new(
-            Opts::new("tokengate_jwks_refresh_total", "Key-set fetches by issuer and result."),
+            Opts::new(
+                "tokengate_jwks_refresh_total",
+                "Key-set fetches by issuer and result.",
+            ),
             &["issuer", "result"],
         )?;
         let jwks_last_success = GaugeVec::new(
@@ -120,11 +141,17 @@ impl Metrics {
             &["issuer"],
         )?;
         let jwks_age = GaugeVec::new(
-            Opts::new("tokengate_jwks_age_seconds", "Age of the key set in use, in seconds."),
+            Opts::new(
+                "tokengate_jwks_age_seconds",
+                "Age of the key set in use, in seconds.",
+            ),
             &["issuer"],
         )?;
         let jwks_unknown_kid = IntCounterVec::new(
-            Opts::new("tokengate_jwks_unknown_kid_total", "Tokens whose kid was not in the issuer's key set."),
+            Opts::new(
+                "tokengate_jwks_unknown_kid_total",
+                "Tokens whose kid was not in the issuer's key set.",
+            ),
             &["issuer"],
         )?;
         let jwks_refetch_suppressed = IntCounterVec::new(
@@ -135,7 +162,10 @@ impl Metrics {
             &["issuer"],
         )?;
         let jwks_stale = IntGaugeVec::new(
-            Opts::new("tokengate_jwks_stale", "1 while the issuer's key set is served past its expiry."),
+            Opts::new(
+                "tokengate_jwks_stale",
+                "1 while the issuer's key set is served past its expiry.",
+            ),
             &["issuer"],
         )?;
         for c in [&jwks_refresh, &jwks_unknown_kid, &jwks_refetch_suppressed] {
@@ -159,7 +189,10 @@ impl Metrics {
                 "tokengate_config_generation",
                 "Starts at 1 and grows by one with each successful reload.",
             )?,
-            hash: IntGauge::new("tokengate_config_hash", "Fingerprint of the live config file's text.")?,
+            hash: IntGauge::new(
+                "tokengate_config_hash",
+                "Fingerprint of the live config file's text.",
+            )?,
         };
         registry.register(Box::new(reloads))?;
         registry.register(Box::new(config.last_success.clone()))?;
@@ -191,7 +224,10 @@ impl Metrics {
         RouteMetrics {
             requests: Reason::ALL
                 .iter()
-                .map(|r| self.requests.with_label_values(&[name, r.decision(), r.label()]))
+                .map(|r| {
+                    self.requests
+                        .with_label_values(&[name, r.decision(), r.label()])
+                })
                 .collect(),
             duration: self.duration.with_label_values(&[name]),
         }

@@ -75,7 +75,10 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
         let b = bytes[i];
         match b {
             b'%' => {
-                let (h, l) = match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+                let (h, l) = match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
                     (Some(h), Some(l)) => (h, l),
                     _ => return Err(PathError::BadEscape),
                 };

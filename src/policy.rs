@@ -33,13 +33,19 @@ pub struct Policy {
 /// Applies `policy` to `token` at unix time `now`.
 pub fn evaluate(policy: &Policy, token: &Verified, now: i64) -> Result<(), Rejection> {
     if let Some(max) = policy.max_lifetime {
-        let iat = token.iat.ok_or(Rejection::LifetimeExceeded("iat is required to bound token lifetime"))?;
+        let iat = token.iat.ok_or(Rejection::LifetimeExceeded(
+            "iat is required to bound token lifetime",
+        ))?;
         if token.exp.saturating_sub(iat) > max {
-            return Err(Rejection::LifetimeExceeded("token lifetime exceeds this route's limit"));
+            return Err(Rejection::LifetimeExceeded(
+                "token lifetime exceeds this route's limit",
+            ));
         }
     }
     if let Some(max) = policy.max_age {
-        let iat = token.iat.ok_or(Rejection::TooOld("iat is required to bound token age"))?;
+        let iat = token
+            .iat
+            .ok_or(Rejection::TooOld("iat is required to bound token age"))?;
         if now.saturating_sub(iat) > max {
             return Err(Rejection::TooOld("token is older than this route allows"));
         }
@@ -48,7 +54,9 @@ pub fn evaluate(policy: &Policy, token: &Verified, now: i64) -> Result<(), Rejec
     let all_ok = policy.scopes_all.iter().all(has);
     let any_ok = policy.scopes_any.is_empty() || policy.scopes_any.iter().any(has);
     if !(all_ok && any_ok) {
-        return Err(Rejection::InsufficientScope(Arc::clone(&policy.scope_challenge)));
+        return Err(Rejection::InsufficientScope(Arc::clone(
+            &policy.scope_challenge,
+        )));
     }
     if let Some(allowed) = &policy.clients {
         match &token.client {

@@ -66,7 +66,9 @@ async fn write(session: &mut Session, resp: &Response) -> Result<()> {
         h.insert_header("retry-after", r.to_string())?;
     }
     session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(Bytes::from(resp.body.clone())), true).await
+    session
+        .write_response_body(Some(Bytes::from(resp.body.clone())), true)
+        .await
 }
 
 #[async_trait]
@@ -107,7 +109,10 @@ impl ProxyHttp for Gateway {
                 ctx.reason = rejection.reason();
                 // An unread request body would desynchronise a reused connection.
                 if session.req_header().headers.contains_key("content-length")
-                    || session.req_header().headers.contains_key("transfer-encoding")
+                    || session
+                        .req_header()
+                        .headers
+                        .contains_key("transfer-encoding")
                 {
                     session.set_keepalive(None);
                 }
@@ -121,7 +126,9 @@ impl ProxyHttp for Gateway {
         ctx.route
             .as_ref()
             .and_then(|r| r.upstream.peer())
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "route has no upstream target"))
+            .ok_or_else(|| {
+                Error::explain(ErrorType::ConnectNoRoute, "route has no upstream target")
+            })
     }
 
     async fn upstream_request_filter(
@@ -130,7 +137,8 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(runtime), Some(route), Some(permit)) = (&ctx.runtime, &ctx.route, &ctx.permit) else {
+        let (Some(runtime), Some(route), Some(permit)) = (&ctx.runtime, &ctx.route, &ctx.permit)
+        else {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a permit");
         };
         runtime.identity.strip(req);
@@ -145,20 +153,23 @@ impl ProxyHttp for Gateway {
         if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
             req.insert_header("host", authority)?;
         }
-        let uri = permit
-            .path_and_query
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "normalised path is not a URI"))?;
+        let uri = permit.path_and_query.parse().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "normalised path is not a URI")
+        })?;
         req.set_uri(uri);
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         upstream::set_forwarded(req, client)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let rejection = match (e.esource(), e.etype()) {
-            (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                Some(Rejection::UpstreamTimeout)
-            }
+            (
+                _,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(Rejection::UpstreamTimeout),
             (ErrorSource::Upstream, _) => Some(Rejection::UpstreamUnavailable),
             (ErrorSource::Internal | ErrorSource::Unset, _) if ctx.permit.is_some() => {
                 Some(Rejection::UpstreamUnavailable)
@@ -175,7 +186,10 @@ impl ProxyHttp for Gateway {
                 ctx.reason = Reason::InvalidRequest;
                 let _ = session.respond_error(code).await;
             }
-            return FailToProxy { error_code: code, can_reuse_downstream: false };
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
         };
         ctx.reason = rejection.reason();
         let resp = rejection.respond();
@@ -202,7 +216,10 @@ impl ProxyHttp for Gateway {
         let (Some(runtime), elapsed) = (&ctx.runtime, ctx.start.elapsed()) else {
             return;
         };
-        let metrics = ctx.route.as_ref().map_or(&runtime.unmatched, |r| &r.metrics);
+        let metrics = ctx
+            .route
+            .as_ref()
+            .map_or(&runtime.unmatched, |r| &r.metrics);
         metrics.count(ctx.reason);
         metrics.duration.observe(elapsed.as_secs_f64());
         if !runtime.settings.log.access_log {
@@ -211,14 +228,26 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let verified = ctx.permit.as_ref().and_then(|p| p.verified.as_ref());
         let entry = access::Entry {
-            route: ctx.route.as_ref().map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str()),
+            route: ctx
+                .route
+                .as_ref()
+                .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str()),
             method: req.method.as_str(),
-            path: ctx.permit.as_ref().map_or(req.uri.path(), |p| p.path_and_query.as_str()),
+            path: ctx
+                .permit
+                .as_ref()
+                .map_or(req.uri.path(), |p| p.path_and_query.as_str()),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             issuer: verified.map(|v| v.issuer.name.as_str()),
-            sub: verified.and_then(|v| v.claims.get("sub")).and_then(|s| s.as_str()),
+            sub: verified
+                .and_then(|v| v.claims.get("sub"))
+                .and_then(|s| s.as_str()),
             client: verified.and_then(|v| v.client.as_deref()),
-            upstream: ctx.permit.as_ref().and(ctx.route.as_ref()).map(|r| r.upstream.name.as_str()),
+            upstream: ctx
+                .permit
+                .as_ref()
+                .and(ctx.route.as_ref())
+                .map(|r| r.upstream.name.as_str()),
             upstream_status: ctx.upstream_status,
             duration_us: elapsed.as_micros() as u64,
             decide_us: ctx.decide_time.as_micros() as u64,

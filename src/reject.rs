@@ -146,7 +146,9 @@ impl Rejection {
     pub fn reason(&self) -> Reason {
         use Rejection::*;
         match self {
-            BadPath(_) | BadTarget(_) | BadAuthorization(_) | TokenTooLarge => Reason::InvalidRequest,
+            BadPath(_) | BadTarget(_) | BadAuthorization(_) | TokenTooLarge => {
+                Reason::InvalidRequest
+            }
             NoRoute => Reason::NoRoute,
             MissingToken => Reason::MissingToken,
             MalformedToken(_) => Reason::MalformedToken,
@@ -170,48 +172,88 @@ impl Rejection {
     /// The response for this denial.
     pub fn respond(&self) -> Response {
         use Rejection::*;
-        let invalid_token = |d: &str| (401, Some(challenge("invalid_token", d, None)), "invalid_token", d.to_string());
-        let (status, challenge_value, error, description): (u16, Option<String>, &str, String) = match self {
-            BadPath(e) => (400, None, "invalid_request", e.describe().to_string()),
-            BadTarget(d) => (400, None, "invalid_request", d.to_string()),
-            NoRoute => (404, None, "not_found", "no route matches this request".into()),
-            MissingToken => (
+        let invalid_token = |d: &str| {
+            (
                 401,
-                Some(format!("Bearer realm=\"{REALM}\"")),
-                "unauthorized",
-                "a bearer token is required".into(),
-            ),
-            BadAuthorization(d) => (400, Some(challenge("invalid_request", d, None)), "invalid_request", d.to_string()),
-            TokenTooLarge => {
-                let d = "bearer token exceeds the size limit";
-                (400, Some(challenge("invalid_request", d, None)), "invalid_request", d.into())
-            }
-            MalformedToken(d) => invalid_token(d),
-            AlgorithmNotAllowed => invalid_token("token algorithm is not allowed for its issuer"),
-            BadSignature => invalid_token("token signature is invalid"),
-            UnknownKey => invalid_token("token signing key is unknown"),
-            WrongIssuer => invalid_token("token issuer is not accepted here"),
-            WrongAudience => invalid_token("token audience is not accepted"),
-            WrongType => invalid_token("token type is not an access token"),
-            Expired => invalid_token("token has expired"),
-            NotYetValid => invalid_token("token is not valid yet"),
-            IssuedInFuture => invalid_token("token is issued in the future"),
-            LifetimeExceeded(d) | TooOld(d) => invalid_token(d),
-            KeysUnavailable => (
-                503,
-                None,
-                "temporarily_unavailable",
-                "signing keys are not available yet".into(),
-            ),
-            InsufficientScope(scope) => {
-                let d = "token lacks a required scope";
-                (403, Some(challenge("insufficient_scope", d, Some(scope))), "insufficient_scope", d.into())
-            }
-            ClientNotAllowed => (403, None, "access_denied", "client is not allowed on this route".into()),
-            ClaimMismatch => (403, None, "access_denied", "token lacks a required claim value".into()),
-            UpstreamUnavailable => (502, None, "bad_gateway", "upstream is unavailable".into()),
-            UpstreamTimeout => (504, None, "gateway_timeout", "upstream timed out".into()),
+                Some(challenge("invalid_token", d, None)),
+                "invalid_token",
+                d.to_string(),
+            )
         };
+        let (status, challenge_value, error, description): (u16, Option<String>, &str, String) =
+            match self {
+                BadPath(e) => (400, None, "invalid_request", e.describe().to_string()),
+                BadTarget(d) => (400, None, "invalid_request", d.to_string()),
+                NoRoute => (
+                    404,
+                    None,
+                    "not_found",
+                    "no route matches this request".into(),
+                ),
+                MissingToken => (
+                    401,
+                    Some(format!("Bearer realm=\"{REALM}\"")),
+                    "unauthorized",
+                    "a bearer token is required".into(),
+                ),
+                BadAuthorization(d) => (
+                    400,
+                    Some(challenge("invalid_request", d, None)),
+                    "invalid_request",
+                    d.to_string(),
+                ),
+                TokenTooLarge => {
+                    let d = "bearer token exceeds the size limit";
+                    (
+                        400,
+                        Some(challenge("invalid_request", d, None)),
+                        "invalid_request",
+                        d.into(),
+                    )
+                }
+                MalformedToken(d) => invalid_token(d),
+                AlgorithmNotAllowed => {
+                    invalid_token("token algorithm is not allowed for its issuer")
+                }
+                BadSignature => invalid_token("token signature is invalid"),
+                UnknownKey => invalid_token("token signing key is unknown"),
+                WrongIssuer => invalid_token("token issuer is not accepted here"),
+                WrongAudience => invalid_token("token audience is not accepted"),
+                WrongType => invalid_token("token type is not an access token"),
+                Expired => invalid_token("token has expired"),
+                NotYetValid => invalid_token("token is not valid yet"),
+                IssuedInFuture => invalid_token("token is issued in the future"),
+                LifetimeExceeded(d) | TooOld(d) => invalid_token(d),
+                KeysUnavailable => (
+                    503,
+                    None,
+                    "temporarily_unavailable",
+                    "signing keys are not available yet".into(),
+                ),
+                InsufficientScope(scope) => {
+                    let d = "token lacks a required scope";
+                    (
+                        403,
+                        Some(challenge("insufficient_scope", d, Some(scope))),
+                        "insufficient_scope",
+                        d.into(),
+                    )
+                }
+                ClientNotAllowed => (
+                    403,
+                    None,
+                    "access_denied",
+                    "client is not allowed on this route".into(),
+                ),
+                ClaimMismatch => (
+                    403,
+                    None,
+                    "access_denied",
+                    "token lacks a required claim value".into(),
+                ),
+                UpstreamUnavailable => (502, None, "bad_gateway", "upstream is unavailable".into()),
+                UpstreamTimeout => (504, None, "gateway_timeout", "upstream timed out".into()),
+            };
         Response {
             status,
             challenge: challenge_value,
@@ -222,7 +264,8 @@ impl Rejection {
 }
 
 fn challenge(error: &str, description: &str, scope: Option<&str>) -> String {
-    let mut c = format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\"");
+    let mut c =
+        format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{description}\"");
     if let Some(s) = scope {
         c.push_str(&format!(", scope=\"{s}\""));
     }

@@ -37,7 +37,12 @@ pub enum ReloadError {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, runtime: Arc<ArcSwap<Runtime>>, metrics: Arc<Metrics>, generation: watch::Sender<u64>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        runtime: Arc<ArcSwap<Runtime>>,
+        metrics: Arc<Metrics>,
+        generation: watch::Sender<u64>,
+    ) -> Self {
         Reloader {
             path,
             runtime,
@@ -74,8 +79,11 @@ pub fn record_live(metrics: &Metrics, generation: u64, hash: u32) {
     let c = &metrics.config;
     c.generation.set(generation as i64);
     c.hash.set(i64::from(hash));
-    c.last_success
-        .set(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    c.last_success.set(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    );
 }
 
 #[async_trait]

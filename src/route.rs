@@ -25,10 +25,16 @@ impl PathMatch {
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Exact(p) => {
-                path == p || (p != "/" && path.len() == p.len() + 1 && path.starts_with(p.as_str()) && path.ends_with('/'))
+                path == p
+                    || (p != "/"
+                        && path.len() == p.len() + 1
+                        && path.starts_with(p.as_str())
+                        && path.ends_with('/'))
             }
             PathMatch::Prefix(p) => {
-                p == "/" || (path.starts_with(p.as_str()) && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
+                p == "/"
+                    || (path.starts_with(p.as_str())
+                        && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
             }
         }
     }
@@ -38,9 +44,8 @@ impl PathMatch {
         match (self, other) {
             (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
             (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,
-            (PathMatch::Prefix(_), PathMatch::Exact(b)) | (PathMatch::Prefix(_), PathMatch::Prefix(b)) => {
-                self.matches(b)
-            }
+            (PathMatch::Prefix(_), PathMatch::Exact(b))
+            | (PathMatch::Prefix(_), PathMatch::Prefix(b)) => self.matches(b),
         }
     }
 }
@@ -50,7 +55,10 @@ impl PathMatch {
 pub enum Auth {
     /// No token is read; identity headers are still stripped.
     None,
-    Jwt { issuers: Vec<Arc<Issuer>>, policy: Policy },
+    Jwt {
+        issuers: Vec<Arc<Issuer>>,
+        policy: Policy,
+    },
 }
 
 /// One compiled `[[route]]`.

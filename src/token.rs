@@ -23,7 +23,9 @@ where
     let mut values = values.into_iter();
     let value = values.next().ok_or(ExtractError::Missing)?;
     if values.next().is_some() {
-        return Err(ExtractError::Malformed("more than one Authorization header"));
+        return Err(ExtractError::Malformed(
+            "more than one Authorization header",
+        ));
     }
     let value = value.trim_ascii();
     let split = value.iter().position(|&b| b == b' ');
@@ -32,7 +34,9 @@ where
         None => (value, &value[value.len()..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(ExtractError::Malformed("Authorization scheme must be Bearer"));
+        return Err(ExtractError::Malformed(
+            "Authorization scheme must be Bearer",
+        ));
     }
     let token = rest.trim_ascii_start();
     if token.is_empty() {
@@ -42,7 +46,9 @@ where
         return Err(ExtractError::TooLarge);
     }
     if !is_b64token(token) {
-        return Err(ExtractError::Malformed("bearer token has characters outside b64token"));
+        return Err(ExtractError::Malformed(
+            "bearer token has characters outside b64token",
+        ));
     }
     // b64token is pure ASCII, so this cannot fail; mapping keeps the function panic-free.
     std::str::from_utf8(token).map_err(|_| ExtractError::Malformed("bearer token is not ASCII"))
@@ -52,9 +58,9 @@ where
 fn is_b64token(t: &[u8]) -> bool {
     let body_end = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
     body_end > 0
-        && t[..body_end]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && t[..body_end].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -75,14 +81,35 @@ mod tests {
             (&["BEARER   abc  "], Ok("abc")),
             (&["Bearer"], Err(Malformed("empty bearer token"))),
             (&["Bearer "], Err(Malformed("empty bearer token"))),
-            (&["Basic dXNlcjpwYXNz"], Err(Malformed("Authorization scheme must be Bearer"))),
-            (&["Bearerabc"], Err(Malformed("Authorization scheme must be Bearer"))),
-            (&["Bearer a b"], Err(Malformed("bearer token has characters outside b64token"))),
-            (&["Bearer a\"b"], Err(Malformed("bearer token has characters outside b64token"))),
-            (&["Bearer ==="], Err(Malformed("bearer token has characters outside b64token"))),
+            (
+                &["Basic dXNlcjpwYXNz"],
+                Err(Malformed("Authorization scheme must be Bearer")),
+            ),
+            (
+                &["Bearerabc"],
+                Err(Malformed("Authorization scheme must be Bearer")),
+            ),
+            (
+                &["Bearer a b"],
+                Err(Malformed("bearer token has characters outside b64token")),
+            ),
+            (
+                &["Bearer a\"b"],
+                Err(Malformed("bearer token has characters outside b64token")),
+            ),
+            (
+                &["Bearer ==="],
+                Err(Malformed("bearer token has characters outside b64token")),
+            ),
             (&["Bearer abc=="], Ok("abc==")),
-            (&["Bearer a", "Bearer b"], Err(Malformed("more than one Authorization header"))),
-            (&["Bearer 0123456789012345678901234567890123"], Err(TooLarge)),
+            (
+                &["Bearer a", "Bearer b"],
+                Err(Malformed("more than one Authorization header")),
+            ),
+            (
+                &["Bearer 0123456789012345678901234567890123"],
+                Err(TooLarge),
+            ),
         ];
         for (values, want) in cases {
             assert_eq!(run(values), want.map(str::to_string), "{values:?}");

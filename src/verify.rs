@@ -48,7 +48,9 @@ pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified
         return Err(Rejection::AlgorithmNotAllowed);
     }
     if parts.header.has_crit {
-        return Err(Rejection::MalformedToken("unsupported critical header parameter"));
+        return Err(Rejection::MalformedToken(
+            "unsupported critical header parameter",
+        ));
     }
     if let Some(want) = &issuer.require_typ {
         match &parts.header.typ {
@@ -73,11 +75,16 @@ pub fn key_miss(token: &str, issuers: &[Arc<Issuer>]) -> Option<(Arc<Issuer>, St
 
 fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), Rejection> {
     let ok = |key: &crate::jwks::Key| {
-        jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key.decoding, alg)
-            .unwrap_or_else(|e| {
-                tracing::debug!(error = ?e.kind(), "signature check failed");
-                false
-            })
+        jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.signing_input.as_bytes(),
+            &key.decoding,
+            alg,
+        )
+        .unwrap_or_else(|e| {
+            tracing::debug!(error = ?e.kind(), "signature check failed");
+            false
+        })
     };
     match parts.header.kid.as_deref() {
         Some(kid) => {
@@ -107,13 +114,19 @@ fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(
     }
 }
 
-fn check_claims(claims: Map<String, Value>, issuer: &Arc<Issuer>, now: i64) -> Result<Verified, Rejection> {
+fn check_claims(
+    claims: Map<String, Value>,
+    issuer: &Arc<Issuer>,
+    now: i64,
+) -> Result<Verified, Rejection> {
     let date = |name: &'static str| {
-        claims::numeric_date(&claims, name).map_err(|_| Rejection::MalformedToken(match name {
-            "exp" => "exp is not a valid NumericDate",
-            "nbf" => "nbf is not a valid NumericDate",
-            _ => "iat is not a valid NumericDate",
-        }))
+        claims::numeric_date(&claims, name).map_err(|_| {
+            Rejection::MalformedToken(match name {
+                "exp" => "exp is not a valid NumericDate",
+                "nbf" => "nbf is not a valid NumericDate",
+                _ => "iat is not a valid NumericDate",
+            })
+        })
     };
     let exp = date("exp")?.ok_or(Rejection::MalformedToken("exp is required"))?;
     let nbf = date("nbf")?;
@@ -130,7 +143,10 @@ fn check_claims(claims: Map<String, Value>, issuer: &Arc<Issuer>, now: i64) -> R
         return Err(Rejection::IssuedInFuture);
     }
     let auds = claims::audiences(&claims);
-    if !auds.iter().any(|a| issuer.audiences.iter().any(|want| want == a)) {
+    if !auds
+        .iter()
+        .any(|a| issuer.audiences.iter().any(|want| want == a))
+    {
         return Err(Rejection::WrongAudience);
     }
     Ok(Verified {

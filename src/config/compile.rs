@@ -71,14 +71,20 @@ pub fn compile(
     metrics: &Metrics,
     previous: Option<&Runtime>,
 ) -> Result<Runtime, Vec<Diagnostic>> {
-    let mut errs = Errors { src, list: Vec::new() };
+    let mut errs = Errors {
+        src,
+        list: Vec::new(),
+    };
     let mut settings = compile_server(raw.server.as_ref().map(|s| s.get_ref()), &mut errs);
     settings.log = compile_log(raw.log.as_ref().map(|l| l.get_ref()), &mut errs);
     let prefix = raw
         .server
         .as_ref()
         .and_then(|s| s.get_ref().identity_header_prefix.as_ref())
-        .map_or_else(|| "x-auth-".to_string(), |p| p.get_ref().to_ascii_lowercase());
+        .map_or_else(
+            || "x-auth-".to_string(),
+            |p| p.get_ref().to_ascii_lowercase(),
+        );
 
     let mut issuers: Vec<Arc<Issuer>> = Vec::new();
     let mut issuer_names: HashMap<String, usize> = HashMap::new();
@@ -86,11 +92,27 @@ pub fn compile(
         let r = spanned.get_ref();
         let ctx = format!("issuer #{} '{}'", i + 1, r.name.get_ref());
         if let Some(prev) = issuer_names.insert(r.name.get_ref().clone(), i) {
-            errs.at(r.name.span(), &ctx, format!("field 'name': duplicate issuer name (also issuer #{})", prev + 1));
+            errs.at(
+                r.name.span(),
+                &ctx,
+                format!(
+                    "field 'name': duplicate issuer name (also issuer #{})",
+                    prev + 1
+                ),
+            );
         }
         check_name(&mut errs, &ctx, &r.name);
-        if let Some(mut issuer) = compile_issuer(r, &ctx, base, settings.state_dir.as_deref(), metrics, &mut errs) {
-            if let Some(old) = previous.and_then(|p| p.issuers.iter().find(|o| o.same_keys(&issuer))) {
+        if let Some(mut issuer) = compile_issuer(
+            r,
+            &ctx,
+            base,
+            settings.state_dir.as_deref(),
+            metrics,
+            &mut errs,
+        ) {
+            if let Some(old) =
+                previous.and_then(|p| p.issuers.iter().find(|o| o.same_keys(&issuer)))
+            {
                 issuer.keys = Arc::clone(&old.keys);
             }
             issuers.push(Arc::new(issuer));
@@ -119,12 +141,31 @@ pub fn compile(
         let ctx = format!("route #{} '{}'", i + 1, r.name.get_ref());
         check_name(&mut errs, &ctx, &r.name);
         if r.name.get_ref() == UNMATCHED_ROUTE {
-            errs.at(r.name.span(), &ctx, format!("field 'name': '{UNMATCHED_ROUTE}' is reserved"));
+            errs.at(
+                r.name.span(),
+                &ctx,
+                format!("field 'name': '{UNMATCHED_ROUTE}' is reserved"),
+            );
         }
         if let Some(prev) = route_names.insert(r.name.get_ref().clone(), i) {
-            errs.at(r.name.span(), &ctx, format!("field 'name': duplicate route name (also route #{})", prev + 1));
+            errs.at(
+                r.name.span(),
+                &ctx,
+                format!(
+                    "field 'name': duplicate route name (also route #{})",
+                    prev + 1
+                ),
+            );
         }
-        let Some(route) = compile_route(r, &ctx, &issuers, &issuer_names, &upstreams, metrics, &mut errs) else {
+        let Some(route) = compile_route(
+            r,
+            &ctx,
+            &issuers,
+            &issuer_names,
+            &upstreams,
+            metrics,
+            &mut errs,
+        ) else {
             continue;
         };
         if let Some((j, earlier)) = routes.iter().enumerate().find(|(_, e)| e.shadows(&route)) {
@@ -160,7 +201,10 @@ pub fn compile(
         settings,
         issuers,
         router: Router::new(routes),
-        identity: IdentityHeaders { prefix, names: forwarded },
+        identity: IdentityHeaders {
+            prefix,
+            names: forwarded,
+        },
         unmatched: metrics.route(UNMATCHED_ROUTE),
         hash: 0,
     })
@@ -168,8 +212,17 @@ pub fn compile(
 
 fn check_name(errs: &mut Errors<'_>, ctx: &str, name: &Spanned<String>) {
     let n = name.get_ref();
-    if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-        errs.at(name.span(), ctx, "field 'name': must be 1-64 characters of A-Z a-z 0-9 _ - .");
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        errs.at(
+            name.span(),
+            ctx,
+            "field 'name': must be 1-64 characters of A-Z a-z 0-9 _ - .",
+        );
     }
 }
 
@@ -185,11 +238,19 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         None => vec!["0.0.0.0:8080".to_string()],
         Some(l) => {
             if l.get_ref().is_empty() {
-                errs.at(l.span(), ctx, "field 'listen': at least one address is required");
+                errs.at(
+                    l.span(),
+                    ctx,
+                    "field 'listen': at least one address is required",
+                );
             }
             for a in l.get_ref() {
                 if a.parse::<std::net::SocketAddr>().is_err() {
-                    errs.at(l.span(), ctx, format!("field 'listen': '{a}' is not an IP:port address"));
+                    errs.at(
+                        l.span(),
+                        ctx,
+                        format!("field 'listen': '{a}' is not an IP:port address"),
+                    );
                 }
             }
             l.get_ref().clone()
@@ -200,7 +261,14 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         Some(a) if a.get_ref().is_empty() => None,
         Some(a) => {
             if a.get_ref().parse::<std::net::SocketAddr>().is_err() {
-                errs.at(a.span(), ctx, format!("field 'admin_listen': '{}' is not an IP:port address", a.get_ref()));
+                errs.at(
+                    a.span(),
+                    ctx,
+                    format!(
+                        "field 'admin_listen': '{}' is not an IP:port address",
+                        a.get_ref()
+                    ),
+                );
             }
             Some(a.get_ref().clone())
         }
@@ -218,7 +286,11 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         None => 16 * 1024,
         Some(m) => {
             if !(1024..=1024 * 1024).contains(m.get_ref()) {
-                errs.at(m.span(), ctx, "field 'max_token_bytes': must be between 1024 and 1048576");
+                errs.at(
+                    m.span(),
+                    ctx,
+                    "field 'max_token_bytes': must be between 1024 and 1048576",
+                );
             }
             *m.get_ref()
         }
@@ -235,7 +307,8 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         threads,
         max_token_bytes,
         grace_period: secs(&raw.grace_period).map_or(Duration::from_secs(10), |d| d.0),
-        graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout).map_or(Duration::from_secs(5), |d| d.0),
+        graceful_shutdown_timeout: secs(&raw.graceful_shutdown_timeout)
+            .map_or(Duration::from_secs(5), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
     }
@@ -247,7 +320,11 @@ fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
     let Some(raw) = raw else { return out };
     if let Some(level) = &raw.level {
         if tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err() {
-            errs.at(level.span(), ctx, format!("field 'level': '{}' is not a log filter", level.get_ref()));
+            errs.at(
+                level.span(),
+                ctx,
+                format!("field 'level': '{}' is not a log filter", level.get_ref()),
+            );
         }
         out.level = level.get_ref().clone();
     }
@@ -255,7 +332,11 @@ fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
         match format.get_ref().as_str() {
             "json" => out.format = LogFormat::Json,
             "logfmt" => out.format = LogFormat::Logfmt,
-            other => errs.at(format.span(), ctx, format!("field 'format': '{other}' is not \"json\" or \"logfmt\"")),
+            other => errs.at(
+                format.span(),
+                ctx,
+                format!("field 'format': '{other}' is not \"json\" or \"logfmt\""),
+            ),
         }
     }
     if let Some(a) = raw.access_log {
@@ -277,7 +358,11 @@ fn compile_issuer(
         errs.at(r.issuer.span(), ctx, "field 'issuer': must not be empty");
     }
     if r.audiences.get_ref().is_empty() || r.audiences.get_ref().iter().any(String::is_empty) {
-        errs.at(r.audiences.span(), ctx, "field 'audiences': at least one non-empty audience is required");
+        errs.at(
+            r.audiences.span(),
+            ctx,
+            "field 'audiences': at least one non-empty audience is required",
+        );
     }
     let algorithms = compile_algorithms(r, ctx, errs);
     let leeway = secs(&r.leeway).map_or(30, |(d, span)| {
@@ -288,7 +373,11 @@ fn compile_issuer(
     });
     let fetch_timeout = secs(&r.jwks_fetch_timeout).map_or(Duration::from_secs(5), |(d, span)| {
         if d.is_zero() || d > Duration::from_secs(60) {
-            errs.at(span, ctx, "field 'jwks_fetch_timeout': must be between 1s and 60s");
+            errs.at(
+                span,
+                ctx,
+                "field 'jwks_fetch_timeout': must be between 1s and 60s",
+            );
         }
         d
     });
@@ -304,7 +393,10 @@ fn compile_issuer(
         }
         normalise_typ(t.get_ref())
     });
-    let list = |v: &Option<Spanned<Vec<String>>>, field: &str, default: &[&str], errs: &mut Errors<'_>| match v {
+    let list = |v: &Option<Spanned<Vec<String>>>,
+                field: &str,
+                default: &[&str],
+                errs: &mut Errors<'_>| match v {
         None => default.iter().map(|s| s.to_string()).collect(),
         Some(l) => {
             if l.get_ref().is_empty() {
@@ -314,13 +406,22 @@ fn compile_issuer(
         }
     };
     let scope_claims = list(&r.scope_claims, "scope_claims", &DEFAULT_SCOPE_CLAIMS, errs);
-    let client_claims = list(&r.client_claims, "client_claims", &DEFAULT_CLIENT_CLAIMS, errs);
+    let client_claims = list(
+        &r.client_claims,
+        "client_claims",
+        &DEFAULT_CLIENT_CLAIMS,
+        errs,
+    );
     let keys = Arc::new(KeyStore::default());
     let discovery = r.discovery || r.discovery_uri.is_some();
     let given = [r.jwks_uri.is_some(), r.jwks_file.is_some(), discovery];
     let source = match given.iter().filter(|g| **g).count() {
         0 => {
-            errs.at(r.name.span(), ctx, "missing field 'jwks_uri' (or 'jwks_file', or discovery = true)");
+            errs.at(
+                r.name.span(),
+                ctx,
+                "missing field 'jwks_uri' (or 'jwks_file', or discovery = true)",
+            );
             None
         }
         1 => {
@@ -331,8 +432,16 @@ fn compile_issuer(
             }
         }
         _ => {
-            let span = r.jwks_file.as_ref().or(r.jwks_uri.as_ref()).map_or(r.name.span(), Spanned::span);
-            errs.at(span, ctx, "give exactly one of 'jwks_uri', 'jwks_file' and discovery");
+            let span = r
+                .jwks_file
+                .as_ref()
+                .or(r.jwks_uri.as_ref())
+                .map_or(r.name.span(), Spanned::span);
+            errs.at(
+                span,
+                ctx,
+                "give exactly one of 'jwks_uri', 'jwks_file' and discovery",
+            );
             None
         }
     };
@@ -365,7 +474,11 @@ fn compile_algorithms(r: &RawIssuer, ctx: &str, errs: &mut Errors<'_>) -> Vec<Al
         return vec![Algorithm::RS256];
     };
     if list.get_ref().is_empty() {
-        errs.at(list.span(), ctx, "field 'algorithms': at least one algorithm is required");
+        errs.at(
+            list.span(),
+            ctx,
+            "field 'algorithms': at least one algorithm is required",
+        );
     }
     let mut out = Vec::new();
     for name in list.get_ref() {
@@ -410,14 +523,24 @@ fn file_source(
             Some(KeySource::File(file))
         }
         Err(e) => {
-            errs.at(f.span(), ctx, format!("field 'jwks_file': {}: {e}", file.display()));
+            errs.at(
+                f.span(),
+                ctx,
+                format!("field 'jwks_file': {}: {e}", file.display()),
+            );
             None
         }
     }
 }
 
 /// Checks a configured URL: it must parse, and be https unless plain http is explicitly allowed.
-fn checked_url(r: &RawIssuer, u: &Spanned<String>, field: &str, ctx: &str, errs: &mut Errors<'_>) -> Option<String> {
+fn checked_url(
+    r: &RawIssuer,
+    u: &Spanned<String>,
+    field: &str,
+    ctx: &str,
+    errs: &mut Errors<'_>,
+) -> Option<String> {
     let url = match reqwest::Url::parse(u.get_ref()) {
         Ok(url) => url,
         Err(e) => {
@@ -437,7 +560,11 @@ fn checked_url(r: &RawIssuer, u: &Spanned<String>, field: &str, ctx: &str, errs:
             None
         }
         other => {
-            errs.at(u.span(), ctx, format!("field '{field}': unsupported scheme '{other}'"));
+            errs.at(
+                u.span(),
+                ctx,
+                format!("field '{field}': unsupported scheme '{other}'"),
+            );
             None
         }
     }
@@ -456,24 +583,36 @@ fn remote_source(
         (None, Some(d)) => Location::Discovery(checked_url(r, d, "discovery_uri", ctx, errs)?),
         (None, None) => {
             // OpenID Connect Discovery 1.0 §4: the document lives under the issuer identifier.
-            let url = format!("{}/.well-known/openid-configuration", r.issuer.get_ref().trim_end_matches('/'));
+            let url = format!(
+                "{}/.well-known/openid-configuration",
+                r.issuer.get_ref().trim_end_matches('/')
+            );
             let spanned = Spanned::new(r.issuer.span(), url);
             Location::Discovery(checked_url(r, &spanned, "issuer", ctx, errs)?)
         }
     };
-    let dur = |d: &Option<Spanned<ConfigDuration>>, default: u64, field: &str, errs: &mut Errors<'_>| {
-        secs(d).map_or(Duration::from_secs(default), |(d, span)| {
-            if d.is_zero() {
-                errs.at(span, ctx, format!("field '{field}': must be greater than zero"));
-            }
-            d
-        })
-    };
+    let dur =
+        |d: &Option<Spanned<ConfigDuration>>, default: u64, field: &str, errs: &mut Errors<'_>| {
+            secs(d).map_or(Duration::from_secs(default), |(d, span)| {
+                if d.is_zero() {
+                    errs.at(
+                        span,
+                        ctx,
+                        format!("field '{field}': must be greater than zero"),
+                    );
+                }
+                d
+            })
+        };
     let min_ttl = dur(&r.jwks_min_ttl, 300, "jwks_min_ttl", errs);
     let max_ttl = dur(&r.jwks_max_ttl, 86_400, "jwks_max_ttl", errs);
     if min_ttl > max_ttl {
         let span = r.jwks_min_ttl.as_ref().map_or(r.name.span(), Spanned::span);
-        errs.at(span, ctx, "field 'jwks_min_ttl': must not exceed jwks_max_ttl");
+        errs.at(
+            span,
+            ctx,
+            "field 'jwks_min_ttl': must not exceed jwks_max_ttl",
+        );
     }
     let refetch_cooldown = dur(&r.jwks_refetch_cooldown, 30, "jwks_refetch_cooldown", errs);
     let max_stale = dur(&r.jwks_max_stale, 86_400, "jwks_max_stale", errs);
@@ -494,11 +633,19 @@ fn remote_source(
                 }
             }
             Ok(_) => {
-                errs.at(ca.span(), ctx, format!("field 'ca_file': {}: no certificates", file.display()));
+                errs.at(
+                    ca.span(),
+                    ctx,
+                    format!("field 'ca_file': {}: no certificates", file.display()),
+                );
                 return None;
             }
             Err(e) => {
-                errs.at(ca.span(), ctx, format!("field 'ca_file': {}: {e}", file.display()));
+                errs.at(
+                    ca.span(),
+                    ctx,
+                    format!("field 'ca_file': {}: {e}", file.display()),
+                );
                 return None;
             }
         }
@@ -506,7 +653,11 @@ fn remote_source(
     let client = match builder.build() {
         Ok(client) => client,
         Err(e) => {
-            errs.at(r.name.span(), ctx, format!("cannot build an HTTP client: {e}"));
+            errs.at(
+                r.name.span(),
+                ctx,
+                format!("cannot build an HTTP client: {e}"),
+            );
             return None;
         }
     };
@@ -524,15 +675,26 @@ fn remote_source(
 
 fn compile_upstream(r: &RawUpstream, ctx: &str, errs: &mut Errors<'_>) -> Option<Upstream> {
     if r.targets.get_ref().is_empty() {
-        errs.at(r.targets.span(), ctx, "field 'targets': at least one host:port is required");
+        errs.at(
+            r.targets.span(),
+            ctx,
+            "field 'targets': at least one host:port is required",
+        );
         return None;
     }
     let connect = secs(&r.connect_timeout).map_or(Duration::from_secs(5), |d| d.0);
     let read = secs(&r.read_timeout).map_or(Duration::from_secs(60), |d| d.0);
-    for (field, d) in [("connect_timeout", &r.connect_timeout), ("read_timeout", &r.read_timeout)] {
+    for (field, d) in [
+        ("connect_timeout", &r.connect_timeout),
+        ("read_timeout", &r.read_timeout),
+    ] {
         if let Some(s) = d {
             if s.get_ref().0.is_zero() {
-                errs.at(s.span(), ctx, format!("field '{field}': must be greater than zero"));
+                errs.at(
+                    s.span(),
+                    ctx,
+                    format!("field '{field}': must be greater than zero"),
+                );
             }
         }
     }
@@ -558,7 +720,11 @@ fn compile_route(
     let path = route_path(r, ctx, errs);
     let methods = r.methods.as_ref().map(|m| {
         if m.get_ref().is_empty() {
-            errs.at(m.span(), ctx, "field 'methods': must not be empty (omit it to allow any method)");
+            errs.at(
+                m.span(),
+                ctx,
+                "field 'methods': must not be empty (omit it to allow any method)",
+            );
         }
         m.get_ref()
             .iter()
@@ -567,7 +733,11 @@ fn compile_route(
                 match Method::from_bytes(name.as_bytes()) {
                     Ok(method) if ok => Some(method),
                     _ => {
-                        errs.at(m.span(), ctx, format!("field 'methods': '{name}' is not an upper-case HTTP method"));
+                        errs.at(
+                            m.span(),
+                            ctx,
+                            format!("field 'methods': '{name}' is not an upper-case HTTP method"),
+                        );
                         None
                     }
                 }
@@ -576,14 +746,29 @@ fn compile_route(
     });
     let host = r.host.as_ref().map(|h| {
         let v = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')) {
-            errs.at(h.span(), ctx, "field 'host': must be a host name without port or scheme");
+        if v.is_empty()
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+        {
+            errs.at(
+                h.span(),
+                ctx,
+                "field 'host': must be a host name without port or scheme",
+            );
         }
         v
     });
     let upstream = upstreams.get(r.upstream.get_ref()).cloned();
     if upstream.is_none() {
-        errs.at(r.upstream.span(), ctx, format!("field 'upstream': unknown upstream '{}'", r.upstream.get_ref()));
+        errs.at(
+            r.upstream.span(),
+            ctx,
+            format!(
+                "field 'upstream': unknown upstream '{}'",
+                r.upstream.get_ref()
+            ),
+        );
     }
     let auth = match r.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
         None | Some(("jwt", _)) => compile_jwt(r, ctx, issuers, issuer_names, errs),
@@ -594,19 +779,35 @@ fn compile_route(
                 ("scopes_any", r.scopes_any.as_ref().map(Spanned::span)),
                 ("clients", r.clients.as_ref().map(Spanned::span)),
                 ("claims", r.claims.as_ref().map(Spanned::span)),
-                ("max_token_lifetime", r.max_token_lifetime.as_ref().map(Spanned::span)),
+                (
+                    "max_token_lifetime",
+                    r.max_token_lifetime.as_ref().map(Spanned::span),
+                ),
                 ("max_token_age", r.max_token_age.as_ref().map(Spanned::span)),
-                ("forward_claims", r.forward_claims.as_ref().map(Spanned::span)),
+                (
+                    "forward_claims",
+                    r.forward_claims.as_ref().map(Spanned::span),
+                ),
             ];
             for (field, at) in rules {
                 if let Some(at) = at {
-                    errs.at(at, ctx, format!("field '{field}': token rules cannot be combined with auth = \"none\""));
+                    errs.at(
+                        at,
+                        ctx,
+                        format!(
+                            "field '{field}': token rules cannot be combined with auth = \"none\""
+                        ),
+                    );
                 }
             }
             Some(Auth::None)
         }
         Some((other, span)) => {
-            errs.at(span, ctx, format!("field 'auth': '{other}' is not \"jwt\" or \"none\""));
+            errs.at(
+                span,
+                ctx,
+                format!("field 'auth': '{other}' is not \"jwt\" or \"none\""),
+            );
             None
         }
     };
@@ -632,21 +833,44 @@ fn route_path(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Option<PathMatc
         (Some(p), None) => ("path", p, true),
         (None, Some(p)) => ("path_prefix", p, false),
         (Some(_), Some(p)) => {
-            errs.at(p.span(), ctx, "field 'path_prefix': give exactly one of 'path' and 'path_prefix'");
+            errs.at(
+                p.span(),
+                ctx,
+                "field 'path_prefix': give exactly one of 'path' and 'path_prefix'",
+            );
             return None;
         }
         (None, None) => {
-            errs.at(r.name.span(), ctx, "missing field 'path' (or 'path_prefix')");
+            errs.at(
+                r.name.span(),
+                ctx,
+                "missing field 'path' (or 'path_prefix')",
+            );
             return None;
         }
     };
     match path::normalise(raw.get_ref()) {
-        Ok(n) if n == *raw.get_ref() || (!exact && n.trim_end_matches('/') == raw.get_ref().trim_end_matches('/')) => {
-            let n = if exact || n == "/" { n } else { n.trim_end_matches('/').to_string() };
-            Some(if exact { PathMatch::Exact(n) } else { PathMatch::Prefix(n) })
+        Ok(n)
+            if n == *raw.get_ref()
+                || (!exact && n.trim_end_matches('/') == raw.get_ref().trim_end_matches('/')) =>
+        {
+            let n = if exact || n == "/" {
+                n
+            } else {
+                n.trim_end_matches('/').to_string()
+            };
+            Some(if exact {
+                PathMatch::Exact(n)
+            } else {
+                PathMatch::Prefix(n)
+            })
         }
         Ok(n) => {
-            errs.at(raw.span(), ctx, format!("field '{field}': not in normal form (requests are matched as '{n}')"));
+            errs.at(
+                raw.span(),
+                ctx,
+                format!("field '{field}': not in normal form (requests are matched as '{n}')"),
+            );
             None
         }
         Err(e) => {
@@ -658,7 +882,9 @@ fn route_path(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Option<PathMatc
 
 fn is_scope_token(s: &str) -> bool {
     // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn compile_jwt(
@@ -671,7 +897,11 @@ fn compile_jwt(
     let chosen: Vec<Arc<Issuer>> = match &r.issuers {
         None => {
             if issuer_names.is_empty() {
-                errs.at(r.name.span(), ctx, "auth = \"jwt\" needs at least one [[issuer]]");
+                errs.at(
+                    r.name.span(),
+                    ctx,
+                    "auth = \"jwt\" needs at least one [[issuer]]",
+                );
             }
             issuers.to_vec()
         }
@@ -682,7 +912,11 @@ fn compile_jwt(
             let mut out = Vec::new();
             for name in list.get_ref() {
                 if !issuer_names.contains_key(name) {
-                    errs.at(list.span(), ctx, format!("field 'issuers': unknown issuer '{name}'"));
+                    errs.at(
+                        list.span(),
+                        ctx,
+                        format!("field 'issuers': unknown issuer '{name}'"),
+                    );
                 } else if let Some(i) = issuers.iter().find(|i| &i.name == name) {
                     out.push(Arc::clone(i));
                 }
@@ -706,7 +940,11 @@ fn compile_jwt(
     let scopes_any = scopes(&r.scopes_any, "scopes_any");
     let clients = r.clients.as_ref().map(|c| {
         if c.get_ref().is_empty() || c.get_ref().iter().any(String::is_empty) {
-            errs.at(c.span(), ctx, "field 'clients': must list at least one non-empty client id");
+            errs.at(
+                c.span(),
+                ctx,
+                "field 'clients': must list at least one non-empty client id",
+            );
         }
         c.get_ref().clone()
     });
@@ -718,7 +956,11 @@ fn compile_jwt(
                 toml::Value::Integer(i) => serde_json::Value::from(*i),
                 toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
                 _ => {
-                    errs.at(map.span(), ctx, format!("field 'claims': '{name}' must be a string, integer or boolean"));
+                    errs.at(
+                        map.span(),
+                        ctx,
+                        format!("field 'claims': '{name}' must be a string, integer or boolean"),
+                    );
                     continue;
                 }
             };
@@ -746,7 +988,11 @@ fn compile_jwt(
     };
     let max_lifetime = bound(&r.max_token_lifetime, "max_token_lifetime");
     let max_age = bound(&r.max_token_age, "max_token_age");
-    let challenge: Vec<&str> = scopes_all.iter().chain(scopes_any.iter()).map(String::as_str).collect();
+    let challenge: Vec<&str> = scopes_all
+        .iter()
+        .chain(scopes_any.iter())
+        .map(String::as_str)
+        .collect();
     Some(Auth::Jwt {
         issuers: chosen,
         policy: Policy {
@@ -761,17 +1007,35 @@ fn compile_jwt(
     })
 }
 
-fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec<(HeaderName, ClaimPath)> {
-    let Some(map) = &r.forward_claims else { return Vec::new() };
+fn compile_forward_claims(
+    r: &RawRoute,
+    ctx: &str,
+    errs: &mut Errors<'_>,
+) -> Vec<(HeaderName, ClaimPath)> {
+    let Some(map) = &r.forward_claims else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (header, claim) in map.get_ref() {
         match HeaderName::from_bytes(header.as_bytes()) {
             Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
-                errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' cannot carry a claim"));
+                errs.at(
+                    map.span(),
+                    ctx,
+                    format!("field 'forward_claims': '{header}' cannot carry a claim"),
+                );
             }
             Ok(h) if !claim.is_empty() => out.push((h, ClaimPath::new(claim))),
-            Ok(_) => errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' names no claim")),
-            Err(_) => errs.at(map.span(), ctx, format!("field 'forward_claims': '{header}' is not a header name")),
+            Ok(_) => errs.at(
+                map.span(),
+                ctx,
+                format!("field 'forward_claims': '{header}' names no claim"),
+            ),
+            Err(_) => errs.at(
+                map.span(),
+                ctx,
+                format!("field 'forward_claims': '{header}' is not a header name"),
+            ),
         }
     }
     out

@@ -53,10 +53,16 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
     let mut resp = client
         .get(url)
-        .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, application/jwk-set+json",
+        )
         .send()
         .await?;
     if !resp.status().is_success() {
@@ -80,7 +86,12 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Dur
 pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchError> {
     let (body, max_age) = get(client, url).await?;
     let (set, skipped) = parse(&body, SystemTime::now())?;
-    Ok(Fetched { set, skipped, max_age, body })
+    Ok(Fetched {
+        set,
+        skipped,
+        max_age,
+        body,
+    })
 }
 
 /// Reads the discovery document at `url` and returns its `jwks_uri`, after checking that its
@@ -109,7 +120,8 @@ pub async fn discover(
         .get("jwks_uri")
         .and_then(serde_json::Value::as_str)
         .ok_or(FetchError::Discovery("no jwks_uri"))?;
-    let parsed = reqwest::Url::parse(jwks_uri).map_err(|_| FetchError::Discovery("jwks_uri is not a URL"))?;
+    let parsed = reqwest::Url::parse(jwks_uri)
+        .map_err(|_| FetchError::Discovery("jwks_uri is not a URL"))?;
     match parsed.scheme() {
         "https" => Ok(parsed.to_string()),
         "http" if allow_http => Ok(parsed.to_string()),
@@ -120,7 +132,10 @@ pub async fn discover(
 /// The cache lifetime a response asks for: `Cache-Control: max-age` wins over `Expires`;
 /// `no-store` / `no-cache` mean "as short as allowed" (zero, clamped up by the caller).
 pub fn max_age(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(cc) = headers.get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()) {
+    if let Some(cc) = headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+    {
         for directive in cc.split(',').map(str::trim) {
             let lower = directive.to_ascii_lowercase();
             if lower == "no-store" || lower == "no-cache" {
@@ -160,8 +175,14 @@ mod tests {
         let later = httpdate::fmt_http_date(now + Duration::from_secs(600));
         let cases: Vec<(HeaderMap, Option<u64>)> = vec![
             (headers(&[]), None),
-            (headers(&[(CACHE_CONTROL, "public, max-age=120")]), Some(120)),
-            (headers(&[(CACHE_CONTROL, "max-age=60"), (EXPIRES, &later)]), Some(60)),
+            (
+                headers(&[(CACHE_CONTROL, "public, max-age=120")]),
+                Some(120),
+            ),
+            (
+                headers(&[(CACHE_CONTROL, "max-age=60"), (EXPIRES, &later)]),
+                Some(60),
+            ),
             (headers(&[(CACHE_CONTROL, "no-store")]), Some(0)),
             (headers(&[(EXPIRES, &later)]), Some(600)),
             (headers(&[(EXPIRES, "yesterday-ish")]), Some(0)),

@@ -39,7 +39,10 @@ pub struct Refresher {
 
 impl Refresher {
     /// `reloaded` changes each time a new runtime is installed.
-    pub fn new(runtime: Arc<ArcSwap<Runtime>>, reloaded: tokio::sync::watch::Receiver<u64>) -> Self {
+    pub fn new(
+        runtime: Arc<ArcSwap<Runtime>>,
+        reloaded: tokio::sync::watch::Receiver<u64>,
+    ) -> Self {
         Refresher { runtime, reloaded }
     }
 }
@@ -102,7 +105,8 @@ async fn notify_when_ready(runtime: Arc<ArcSwap<Runtime>>) {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Loads `issuer`'s keys now and keeps them fresh, forever.
@@ -151,12 +155,17 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
 
 /// Fetches once (discovering the JWKS URL first when needed) and installs the result.
 /// Returns the clamped lifetime of the new set. The caller holds the fetch lock.
-async fn refresh_once(issuer: &Issuer, remote: &Remote, jwks_url: &mut Option<String>) -> Result<Duration, FetchError> {
+async fn refresh_once(
+    issuer: &Issuer,
+    remote: &Remote,
+    jwks_url: &mut Option<String>,
+) -> Result<Duration, FetchError> {
     let url = match (&remote.location, jwks_url.as_ref()) {
         (Location::Jwks(url), _) => url.clone(),
         (Location::Discovery(_), Some(url)) => url.clone(),
         (Location::Discovery(doc), None) => {
-            let url = discover(&remote.client, doc, &issuer.iss, remote.allow_insecure_http).await?;
+            let url =
+                discover(&remote.client, doc, &issuer.iss, remote.allow_insecure_http).await?;
             *jwks_url = Some(url.clone());
             url
         }
@@ -215,8 +224,12 @@ fn enforce_max_stale(issuer: &Issuer, remote: &Remote, now: SystemTime) -> Optio
 /// Sets the stale gauge: 1 while the set in use is older than its expected lifetime.
 fn mark_stale(issuer: &Issuer, remote: &Remote) {
     let Some(set) = issuer.keys.get() else { return };
-    let age = SystemTime::now().duration_since(set.fetched_at).unwrap_or(Duration::ZERO);
-    let lifetime = issuer.refresh.clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
+    let age = SystemTime::now()
+        .duration_since(set.fetched_at)
+        .unwrap_or(Duration::ZERO);
+    let lifetime = issuer
+        .refresh
+        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
     issuer.metrics.stale.set(i64::from(age > lifetime));
 }
 
@@ -233,7 +246,9 @@ fn persist(path: &Path, body: &[u8], fetched_at: SystemTime) -> std::io::Result<
     std::fs::create_dir_all(dir)?;
     let jwks = serde_json::from_slice(body).map_err(std::io::Error::other)?;
     let doc = Persisted {
-        fetched_at: fetched_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        fetched_at: fetched_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         jwks,
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -246,17 +261,26 @@ fn persist(path: &Path, body: &[u8], fetched_at: SystemTime) -> std::io::Result<
 
 /// Loads the persisted set if it is younger than `max_stale`.
 fn load_persisted(issuer: &Issuer, remote: &Remote) {
-    let Some(path) = &remote.state_file else { return };
+    let Some(path) = &remote.state_file else {
+        return;
+    };
     let loaded = std::fs::read(path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<Persisted>(&b).map_err(|e| e.to_string()))
         .and_then(|p| {
             let at = UNIX_EPOCH + Duration::from_secs(p.fetched_at);
-            let age = SystemTime::now().duration_since(at).unwrap_or(Duration::ZERO);
+            let age = SystemTime::now()
+                .duration_since(at)
+                .unwrap_or(Duration::ZERO);
             if age >= remote.max_stale {
-                return Err(format!("persisted set is {}s old, past jwks_max_stale", age.as_secs()));
+                return Err(format!(
+                    "persisted set is {}s old, past jwks_max_stale",
+                    age.as_secs()
+                ));
             }
-            parse(p.jwks.get().as_bytes(), at).map(|(set, _)| set).map_err(|e| e.to_string())
+            parse(p.jwks.get().as_bytes(), at)
+                .map(|(set, _)| set)
+                .map_err(|e| e.to_string())
         });
     match loaded {
         Ok(set) => {
@@ -267,7 +291,9 @@ fn load_persisted(issuer: &Issuer, remote: &Remote) {
             issuer.metrics.stale.set(1);
             issuer.keys.set(set);
         }
-        Err(e) => tracing::info!(issuer = %issuer.name, path = %path.display(), "no usable persisted key set: {e}"),
+        Err(e) => {
+            tracing::info!(issuer = %issuer.name, path = %path.display(), "no usable persisted key set: {e}")
+        }
     }
 }
 
@@ -281,7 +307,10 @@ pub async fn refetch_for_unknown_kid(issuer: &Issuer, kid: &str) -> bool {
     };
     let now = SystemTime::now();
     let has_kid = |set: Option<Arc<KeySet>>| set.is_some_and(|s| s.by_kid(kid).is_some());
-    if issuer.keys.recently_unknown(kid, now, remote.refetch_cooldown) {
+    if issuer
+        .keys
+        .recently_unknown(kid, now, remote.refetch_cooldown)
+    {
         issuer.metrics.refetch_suppressed.inc();
         return false;
     }
