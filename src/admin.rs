@@ -42,9 +42,9 @@ impl ServeHttp for Admin {
         let text = "text/plain; charset=utf-8";
         match session.req_header().uri.path() {
             "/metrics" => {
-                self.runtime
-                    .load()
-                    .observe_key_age(std::time::SystemTime::now());
+                let rt = self.runtime.load();
+                rt.observe_key_age(std::time::SystemTime::now());
+                self.metrics.token_cache_entries.set(rt.tokens.len() as i64);
                 reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",

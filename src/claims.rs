@@ -138,6 +138,14 @@ impl ClaimPath {
         &self.full
     }
 
+    /// The top-level claim names a lookup may read: the literal name and the first segment.
+    pub fn roots(&self) -> [&str; 2] {
+        [
+            self.full.as_str(),
+            self.segments.first().map_or("", String::as_str),
+        ]
+    }
+
     /// Finds the claim in `claims`.
     pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
         if let Some(v) = claims.get(&self.full) {

@@ -29,7 +29,7 @@ pub struct Permit {
     /// Identity headers to set from verified claims.
     pub headers: IdentityHeaders,
     /// The verified token, for logging; `None` on `auth = "none"` routes.
-    pub verified: Option<Verified>,
+    pub verified: Option<Arc<Verified>>,
 }
 
 /// The outcome, with the route that produced it (for metrics) when one matched.
@@ -131,7 +131,7 @@ fn authorize(
     route: &Route,
     req: &Parts,
     now: i64,
-) -> Result<(IdentityHeaders, Option<Verified>), Rejection> {
+) -> Result<(IdentityHeaders, Option<Arc<Verified>>), Rejection> {
     let (issuers, policy) = match &route.auth {
         Auth::None => return Ok((Vec::new(), None)),
         Auth::Jwt { issuers, policy } => (issuers, policy),
@@ -147,9 +147,37 @@ fn authorize(
             ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
             ExtractError::TooLarge => Rejection::TokenTooLarge,
         })?;
-    let verified = verify::verify(token, issuers, now)?;
+    let verified = verified(rt, token, issuers, now)?;
     policy::evaluate(policy, &verified, now)?;
     Ok((identity_headers(route, &verified), Some(verified)))
+}
+
+/// The token verified: from the cache when a usable result is there (time rules re-checked
+/// against `now`), else verified now and cached.
+fn verified(
+    rt: &Runtime,
+    token: &str,
+    issuers: &[Arc<Issuer>],
+    now: i64,
+) -> Result<Arc<Verified>, Rejection> {
+    if let Some(hit) = rt.tokens.get(token) {
+        if hit.usable_for(issuers) {
+            let v = &hit.verified;
+            verify::check_times(v.exp, v.nbf, v.iat, v.issuer.leeway, now)?;
+            return Ok(hit.verified);
+        }
+        // Either another route's issuer verified it (verify below rejects it properly), or its
+        // key has left the set: forget it, so the revocation is immediate and permanent.
+        if issuers.iter().any(|i| Arc::ptr_eq(i, &hit.verified.issuer)) {
+            rt.tokens.remove(token);
+        }
+    }
+    let (mut v, kid) = verify::verify_with_kid(token, issuers, now)?;
+    v.claims
+        .retain(|name, _| rt.retained_claims.iter().any(|r| r == name));
+    let v = Arc::new(v);
+    rt.tokens.insert(token, Arc::clone(&v), kid.as_deref());
+    Ok(v)
 }
 
 /// The `forward_claims` headers for a verified token. A claim that is absent, or whose value

@@ -21,6 +21,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod claims;
 pub mod cli;
 pub mod config;

@@ -27,6 +27,7 @@ pub struct Metrics {
     jwks_refetch_suppressed: IntCounterVec,
     jwks_stale: IntGaugeVec,
     pub config: ConfigMetrics,
+    pub token_cache_entries: IntGauge,
 }
 
 /// Which config is live, and how reloads went.
@@ -194,6 +195,11 @@ impl Metrics {
                 "Fingerprint of the live config file's text.",
             )?,
         };
+        let token_cache_entries = IntGauge::new(
+            "tokengate_token_cache_entries",
+            "Verified tokens currently cached (approximate).",
+        )?;
+        registry.register(Box::new(token_cache_entries.clone()))?;
         registry.register(Box::new(reloads))?;
         registry.register(Box::new(config.last_success.clone()))?;
         registry.register(Box::new(config.generation.clone()))?;
@@ -216,6 +222,7 @@ impl Metrics {
             jwks_refetch_suppressed,
             jwks_stale,
             config,
+            token_cache_entries,
         })
     }
 

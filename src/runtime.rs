@@ -3,6 +3,7 @@
 //! A request takes one `Arc<Runtime>` snapshot at its start and uses it to the end, so a reload
 //! that swaps the runtime never mixes two configs within one request.
 
+use crate::cache::TokenCache;
 use crate::issuer::Issuer;
 use crate::metrics::RouteMetrics;
 use crate::route::Router;
@@ -23,6 +24,8 @@ pub struct Settings {
     /// Where last good key sets are persisted; `None` disables persistence.
     pub state_dir: Option<PathBuf>,
     pub log: LogSettings,
+    /// Verified tokens remembered at most; 0 disables the cache.
+    pub token_cache_capacity: u64,
 }
 
 /// `[log]` after compilation. Applied at start; a reload keeps the running logger.
@@ -62,6 +65,11 @@ pub struct Runtime {
     pub unmatched: RouteMetrics,
     /// Fingerprint of the config text this runtime was compiled from.
     pub hash: u32,
+    /// Verified tokens of this config generation.
+    pub tokens: TokenCache,
+    /// The only claims kept from a verified token: those some route forwards or requires, and
+    /// `sub` for the access log. Everything else is dropped before caching, to bound memory.
+    pub retained_claims: Vec<String>,
 }
 
 impl Runtime {

@@ -30,6 +30,16 @@ pub struct Verified {
 
 /// Verifies `token` for a route that trusts `issuers`, at unix time `now` (seconds).
 pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified, Rejection> {
+    verify_with_kid(token, issuers, now).map(|(v, _)| v)
+}
+
+/// Like [`verify`], also returning the `kid` of the key that verified the token, so that a cached
+/// result can be dropped the moment that key leaves the issuer's set.
+pub fn verify_with_kid(
+    token: &str,
+    issuers: &[Arc<Issuer>],
+    now: i64,
+) -> Result<(Verified, Option<String>), Rejection> {
     let parts = claims::split(token).map_err(Rejection::MalformedToken)?;
     let iss = match parts.claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
@@ -60,7 +70,8 @@ pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified
     }
     let keys = issuer.keys.get().ok_or(Rejection::KeysUnavailable)?;
     check_signature(&parts, alg, &keys)?;
-    check_claims(parts.claims, issuer, now)
+    let kid = parts.header.kid;
+    check_claims(parts.claims, issuer, now).map(|v| (v, kid))
 }
 
 /// For a token rejected with [`Rejection::UnknownKey`]: the issuer whose set lacks the key, and
@@ -114,6 +125,27 @@ fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(
     }
 }
 
+/// The time rules, shared by a fresh verification and a cache hit.
+pub fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    leeway: i64,
+    now: i64,
+) -> Result<(), Rejection> {
+    // RFC 7519 §4.1.4: the token must be used *before* exp, so exp itself is already too late.
+    if now >= exp.saturating_add(leeway) {
+        return Err(Rejection::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(Rejection::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(Rejection::IssuedInFuture);
+    }
+    Ok(())
+}
+
 fn check_claims(
     claims: Map<String, Value>,
     issuer: &Arc<Issuer>,
@@ -131,17 +163,7 @@ fn check_claims(
     let exp = date("exp")?.ok_or(Rejection::MalformedToken("exp is required"))?;
     let nbf = date("nbf")?;
     let iat = date("iat")?;
-    let leeway = issuer.leeway;
-    // RFC 7519 §4.1.4: the token must be used *before* exp, so exp itself is already too late.
-    if now >= exp.saturating_add(leeway) {
-        return Err(Rejection::Expired);
-    }
-    if nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-        return Err(Rejection::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
-        return Err(Rejection::IssuedInFuture);
-    }
+    check_times(exp, nbf, iat, issuer.leeway, now)?;
     let auds = claims::audiences(&claims);
     if !auds
         .iter()

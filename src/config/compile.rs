@@ -6,6 +6,7 @@
 
 use super::raw::{RawConfig, RawIssuer, RawLog, RawRoute, RawServer, RawUpstream};
 use super::{Diagnostic, Source};
+use crate::cache::TokenCache;
 use crate::claims::ClaimPath;
 use crate::duration::ConfigDuration;
 use crate::issuer::{normalise_typ, Issuer, KeySource, Location, Remote};
@@ -197,8 +198,8 @@ pub fn compile(
         errs.list.sort_by_key(|d| d.line);
         return Err(errs.list);
     }
+    let retained_claims = retained_claims(&routes);
     Ok(Runtime {
-        settings,
         issuers,
         router: Router::new(routes),
         identity: IdentityHeaders {
@@ -207,7 +208,30 @@ pub fn compile(
         },
         unmatched: metrics.route(UNMATCHED_ROUTE),
         hash: 0,
+        tokens: TokenCache::new(settings.token_cache_capacity),
+        retained_claims,
+        settings,
     })
+}
+
+/// Top-level claim names any route reads (both the literal name and the first segment of a
+/// dotted path), plus `sub`.
+fn retained_claims(routes: &[Arc<Route>]) -> Vec<String> {
+    let mut out = vec!["sub".to_string()];
+    let mut keep = |path: &ClaimPath| {
+        for name in path.roots() {
+            if !out.iter().any(|o| o == name) {
+                out.push(name.to_string());
+            }
+        }
+    };
+    for route in routes {
+        route.forward_claims.iter().for_each(|(_, c)| keep(c));
+        if let Auth::Jwt { policy, .. } = &route.auth {
+            policy.claims.iter().for_each(|(c, _)| keep(c));
+        }
+    }
+    out
 }
 
 fn check_name(errs: &mut Errors<'_>, ctx: &str, name: &Spanned<String>) {
@@ -311,6 +335,10 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
             .map_or(Duration::from_secs(5), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
+        token_cache_capacity: raw
+            .token_cache_capacity
+            .as_ref()
+            .map_or(100_000, |c| *c.get_ref()),
     }
 }
 

@@ -41,6 +41,7 @@ pub struct RawServer {
     pub grace_period: Option<Spanned<ConfigDuration>>,
     pub graceful_shutdown_timeout: Option<Spanned<ConfigDuration>>,
     pub state_dir: Option<Spanned<String>>,
+    pub token_cache_capacity: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,128 @@
+//! The verified-token cache: a token whose signature and claims checked out is remembered, so a
+//! repeated token skips only the parse and the signature.
+//!
+//! - Keyed by the SHA-256 of the token bytes: a collision would hand one caller another's
+//!   identity, so the key must be collision-resistant, and only 32 bytes are kept per entry.
+//! - Only successful verifications are stored. Inserting therefore costs an attacker a validly
+//!   signed token per entry, and moka's TinyLFU admission keeps a burst of one-off tokens from
+//!   evicting the frequently used ones. Failures are never cached: they are cheap to reject again
+//!   and caching them would let garbage evict good entries.
+//! - An entry expires at the token's `exp` plus leeway, and the cache holds at most
+//!   `token_cache_capacity` entries (0 disables it).
+//! - On every hit the caller re-checks the time rules against `now` and evaluates route policy; a
+//!   hit is only usable while the issuer still has keys and still publishes the `kid` that
+//!   verified the token, so removing a key revokes every cached result it produced at once.
+
+use crate::verify::Verified;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A cached verification.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub verified: Arc<Verified>,
+    /// The key that verified the token.
+    pub kid: Arc<str>,
+}
+
+impl Cached {
+    /// Whether this result may still stand for a route trusting `issuers`: the issuer must be one
+    /// of them (the same compiled issuer) and must still publish the verifying key.
+    pub fn usable_for(&self, issuers: &[Arc<crate::issuer::Issuer>]) -> bool {
+        let issuer = &self.verified.issuer;
+        issuers.iter().any(|i| Arc::ptr_eq(i, issuer))
+            && issuer
+                .keys
+                .get()
+                .is_some_and(|set| set.by_kid(&self.kid).is_some())
+    }
+}
+
+struct ExpireAtExp;
+
+impl moka::Expiry<[u8; 32], Cached> for ExpireAtExp {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Cached,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let v = &value.verified;
+        let until = v.exp.saturating_add(v.issuer.leeway);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(Duration::from_secs(until.saturating_sub(now).max(0) as u64))
+    }
+}
+
+/// The cache, or nothing when disabled.
+pub struct TokenCache {
+    inner: Option<moka::sync::Cache<[u8; 32], Cached>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.inner.as_ref().map(|c| c.entry_count()))
+            .finish()
+    }
+}
+
+fn key(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl TokenCache {
+    pub fn new(capacity: u64) -> Self {
+        let inner = (capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(ExpireAtExp)
+                .build()
+        });
+        TokenCache { inner }
+    }
+
+    /// The cached result for `token`, if any.
+    pub fn get(&self, token: &str) -> Option<Cached> {
+        self.inner.as_ref()?.get(&key(token))
+    }
+
+    /// Remembers a successful verification. Tokens without a `kid` are not cached: their key
+    /// cannot be named, so their revocation could not be exact.
+    pub fn insert(&self, token: &str, verified: Arc<Verified>, kid: Option<&str>) {
+        if let (Some(cache), Some(kid)) = (&self.inner, kid) {
+            cache.insert(
+                key(token),
+                Cached {
+                    verified,
+                    kid: Arc::from(kid),
+                },
+            );
+        }
+    }
+
+    /// Forgets `token` (its key was revoked).
+    pub fn remove(&self, token: &str) {
+        if let Some(cache) = &self.inner {
+            cache.invalidate(&key(token));
+        }
+    }
+
+    /// Entries currently held, for metrics. Settles moka's pending bookkeeping first, which is
+    /// why it is called on scrape only, never per request.
+    pub fn len(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
