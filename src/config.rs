@@ -178,11 +178,27 @@ impl<'a> Source<'a> {
 
     fn diagnose(&self, e: &toml::de::Error) -> Diagnostic {
         let line = e.span().map(|s| self.line(s.start)).unwrap_or(1);
+        let mut message = e.message().trim().replace('`', "'");
+        // serde's type and custom errors do not name the key; the span points at the value.
+        if let Some(key) = e.span().and_then(|s| self.key_before(s.start)) {
+            if !message.contains(&format!("'{key}'")) {
+                message = format!("field '{key}': {message}");
+            }
+        }
         Diagnostic {
             line,
             context: self.block_at(line),
-            message: e.message().trim().replace('`', "'"),
+            message,
         }
+    }
+
+    /// The key of a `key = value` line when `offset` lies in its value.
+    fn key_before(&self, offset: usize) -> Option<&str> {
+        let before = self.text.get(..offset)?;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let (key, _) = before[line_start..].split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        (!key.is_empty()).then_some(key)
     }
 }
 

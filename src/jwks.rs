@@ -194,7 +194,7 @@ fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     if !(2048..=8192).contains(&bits) {
         return Err(format!("RSA modulus of {bits} bits is outside 2048..=8192"));
     }
-    if e.is_empty() || e.len() > 4 || e.last().is_some_and(|b| b & 1 == 0) {
+    if e.is_empty() || e.len() > 4 || e == [1] || e.last().is_some_and(|b| b & 1 == 0) {
         return Err("RSA exponent is not a small odd number".into());
     }
     Ok((KeyKind::Rsa, DecodingKey::from_rsa_raw_components(n, e)))

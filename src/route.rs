@@ -10,6 +10,7 @@ use crate::metrics::RouteMetrics;
 use crate::policy::Policy;
 use crate::upstream::Upstream;
 use http::{HeaderName, Method};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How a route matches the path.
@@ -42,7 +43,9 @@ impl PathMatch {
     /// Whether every path `other` matches is also matched by `self`.
     fn covers(&self, other: &PathMatch) -> bool {
         match (self, other) {
-            (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Exact(a), PathMatch::Exact(b)) => {
+                a == b || b.strip_suffix('/') == Some(a.as_str())
+            }
             (PathMatch::Exact(_), PathMatch::Prefix(_)) => false,
             (PathMatch::Prefix(_), PathMatch::Exact(b))
             | (PathMatch::Prefix(_), PathMatch::Prefix(b)) => self.matches(b),
@@ -101,20 +104,66 @@ impl Route {
     }
 }
 
-/// The ordered route table.
+/// The ordered route table, indexed by the first path segment so that a request is only tested
+/// against routes that could match it, still in file order.
 #[derive(Debug, Default)]
 pub struct Router {
     routes: Vec<Arc<Route>>,
+    /// Routes whose pattern starts with this segment (`/api/...` under `api`), by position.
+    by_segment: HashMap<Box<str>, Vec<usize>>,
+    /// Routes that match any first segment (`path_prefix = "/"`, `path = "/"`), by position.
+    anywhere: Vec<usize>,
+}
+
+/// The first segment of a normalised path: `api` for `/api/x`, empty for `/`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
 }
 
 impl Router {
     pub fn new(routes: Vec<Arc<Route>>) -> Self {
-        Router { routes }
+        let mut by_segment: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut anywhere = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            match &r.path {
+                PathMatch::Prefix(p) if p == "/" => anywhere.push(i),
+                PathMatch::Exact(p) | PathMatch::Prefix(p) => {
+                    by_segment
+                        .entry(first_segment(p).into())
+                        .or_default()
+                        .push(i);
+                }
+            }
+        }
+        Router {
+            routes,
+            by_segment,
+            anywhere,
+        }
     }
 
     /// The first route matching the request, in file order.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(host, method, path))
+        let bucket = self
+            .by_segment
+            .get(first_segment(path))
+            .map_or(&[][..], Vec::as_slice);
+        // Both lists are in file order; walk them merged so the first match is the earliest.
+        let (mut a, mut b) = (bucket.iter().peekable(), self.anywhere.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => return None,
+            };
+            let route = next.and_then(|&i| self.routes.get(i))?;
+            if route.matches(host, method, path) {
+                return Some(route);
+            }
+        }
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {

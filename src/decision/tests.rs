@@ -1,1 +1,457 @@
-//! Unit tests for `decision`; filled in below.
+//! Unit tests for `decision`: a compiled config and `http` request heads in, permit or rejection
+//! out, at an injected time.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::path::PathError;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use std::path::Path;
+
+const RSA_A: &[u8] = include_bytes!("../../tests/fixtures/rsa_a.pem");
+const NOW: i64 = 1_700_000_000;
+const ISS: &str = "https://issuer.example/";
+
+/// A compiled runtime, with the temporary directory holding its JWKS kept alive.
+struct Fixture {
+    rt: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let key = EncodingKey::from_rsa_pem(RSA_A).unwrap();
+    let mut jwk =
+        serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap()).unwrap();
+    jwk["kid"] = json!("a");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({ "keys": [jwk] }).to_string()).unwrap();
+    let toml = format!(
+        r#"
+[server]
+max_token_bytes = 1024
+
+[[issuer]]
+name = "idp"
+issuer = "{ISS}"
+audiences = ["api"]
+jwks_file = "{jwks}"
+algorithms = ["RS256"]
+
+[[upstream]]
+name = "u"
+targets = ["127.0.0.1:1"]
+
+[[route]]
+name = "public"
+path = "/public"
+upstream = "u"
+auth = "none"
+
+[[route]]
+name = "hosted"
+host = "API.example.com"
+path_prefix = "/x"
+upstream = "u"
+
+[[route]]
+name = "api"
+path_prefix = "/a"
+upstream = "u"
+forward_claims = {{ "x-auth-sub" = "sub", "x-auth-roles" = "roles", "x-auth-level" = "level", "x-auth-flag" = "flag", "x-auth-note" = "note", "x-auth-missing" = "missing", "x-auth-org" = "org.name", "x-auth-null" = "nothing", "x-auth-mixed" = "mixed", "x-auth-accent" = "accent" }}
+
+[[route]]
+name = "scoped"
+path_prefix = "/s"
+methods = ["GET"]
+upstream = "u"
+scopes_all = ["admin"]
+"#,
+        jwks = jwks.display().to_string().replace('\\', "\\\\"),
+    );
+    let rt = crate::config::load_str(&toml, "test.toml", Path::new("."), &Metrics::new().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Fixture { rt, _dir: dir }
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISS,
+        "aud": "api",
+        "sub": "alice",
+        "exp": NOW + 600,
+        "iat": NOW - 10,
+        "scope": "read",
+        "roles": ["r1", "r2"],
+        "level": 3,
+        "flag": true,
+        "note": "line1\nline2",
+        "org": {"name": "acme"},
+        "nothing": null,
+        "mixed": [1, "b", true],
+        "accent": "café",
+    })
+}
+
+fn mint_kid(claims: &Value, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_pem(RSA_A).unwrap()).unwrap()
+}
+
+fn mint(claims: &Value) -> String {
+    mint_kid(claims, "a")
+}
+
+fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn decide_get(f: &Fixture, uri: &str, headers: &[(&str, &str)]) -> Decision {
+    decide(&f.rt, &request("GET", uri, headers), NOW)
+}
+
+fn route_name(d: &Decision) -> Option<&str> {
+    d.route.as_ref().map(|r| r.name.as_str())
+}
+
+fn rejection(d: &Decision) -> &Rejection {
+    match &d.outcome {
+        Ok(p) => panic!("permitted: {p:?}"),
+        Err(r) => r,
+    }
+}
+
+fn permit(d: &Decision) -> &Permit {
+    match &d.outcome {
+        Ok(p) => p,
+        Err(r) => panic!("rejected: {r:?}"),
+    }
+}
+
+#[test]
+fn unmatched_request_is_no_route_without_a_route() {
+    let f = fixture();
+    for uri in ["/", "/other", "/ap", "/publicx", "/x/1"] {
+        let d = decide_get(&f, uri, &[]);
+        assert_eq!(rejection(&d), &Rejection::NoRoute, "{uri}");
+        assert!(d.route.is_none(), "{uri}");
+        assert!(d.key_miss.is_none());
+    }
+}
+
+#[test]
+fn unsafe_path_is_bad_path_before_routing() {
+    let f = fixture();
+    let cases = [
+        ("/a/%2fx", PathError::EncodedSeparator),
+        ("/a/..%2f..", PathError::EncodedSeparator),
+        ("/..", PathError::AboveRoot),
+        ("/a/../..", PathError::AboveRoot),
+        ("/a;x", PathError::ForbiddenByte),
+        ("/a/%00", PathError::ForbiddenByte),
+        ("/a/%C0%AE", PathError::InvalidUtf8),
+    ];
+    for (uri, want) in cases {
+        let d = decide_get(&f, uri, &[]);
+        assert_eq!(rejection(&d), &Rejection::BadPath(want), "{uri}");
+        assert!(d.route.is_none());
+    }
+}
+
+#[test]
+fn two_host_headers_are_a_bad_target() {
+    let f = fixture();
+    let d = decide_get(
+        &f,
+        "/x/1",
+        &[("host", "api.example.com"), ("host", "api.example.com")],
+    );
+    assert_eq!(
+        rejection(&d),
+        &Rejection::BadTarget("more than one Host header")
+    );
+    assert!(d.route.is_none());
+}
+
+#[test]
+fn malformed_or_non_ascii_host_is_a_bad_target() {
+    let f = fixture();
+    let d = decide_get(&f, "/x/1", &[("host", "a b")]);
+    assert!(matches!(rejection(&d), Rejection::BadTarget(_)));
+    let mut req = request("GET", "/x/1", &[]);
+    req.headers.insert(
+        HOST,
+        HeaderValue::from_bytes(b"api.example.com\xff").unwrap(),
+    );
+    let d = decide(&f.rt, &req, NOW);
+    assert_eq!(
+        rejection(&d),
+        &Rejection::BadTarget("Host header is not ASCII")
+    );
+}
+
+#[test]
+fn connect_is_a_bad_target() {
+    let f = fixture();
+    let d = decide(&f.rt, &request("CONNECT", "api.example.com:443", &[]), NOW);
+    assert!(matches!(rejection(&d), Rejection::BadTarget(_)));
+    assert!(d.route.is_none());
+}
+
+#[test]
+fn host_route_matches_host_header_case_port_and_trailing_dot_insensitively() {
+    let f = fixture();
+    let token = mint(&claims());
+    let auth = bearer(&token);
+    for host in [
+        "api.example.com",
+        "API.Example.COM:8443",
+        "api.example.com.",
+        "api.example.com:80",
+    ] {
+        let d = decide_get(&f, "/x/1", &[("host", host), ("authorization", &auth)]);
+        assert_eq!(route_name(&d), Some("hosted"), "{host}");
+        assert!(d.outcome.is_ok(), "{host}: {:?}", d.outcome);
+    }
+    for host in [
+        "other.example.com",
+        "api.example.com.evil",
+        "xapi.example.com",
+    ] {
+        let d = decide_get(&f, "/x/1", &[("host", host), ("authorization", &auth)]);
+        assert_eq!(rejection(&d), &Rejection::NoRoute, "{host}");
+    }
+}
+
+#[test]
+fn absolute_form_target_authority_overrides_the_host_header() {
+    let f = fixture();
+    let auth = bearer(&mint(&claims()));
+    let d = decide_get(
+        &f,
+        "http://API.example.com./x/1?q=2",
+        &[("host", "other.example.com"), ("authorization", &auth)],
+    );
+    assert_eq!(route_name(&d), Some("hosted"));
+    assert_eq!(permit(&d).path_and_query, "/x/1?q=2");
+    let d = decide_get(
+        &f,
+        "http://other.example.com/x/1",
+        &[("host", "api.example.com"), ("authorization", &auth)],
+    );
+    assert_eq!(rejection(&d), &Rejection::NoRoute);
+}
+
+#[test]
+fn missing_token_is_rejected_on_a_jwt_route() {
+    let f = fixture();
+    let d = decide_get(&f, "/a/x", &[]);
+    assert_eq!(rejection(&d), &Rejection::MissingToken);
+    assert_eq!(route_name(&d), Some("api"));
+}
+
+#[test]
+fn malformed_authorization_is_rejected() {
+    let f = fixture();
+    let token = mint(&claims());
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![("authorization", "Basic dXNlcjpwYXNz".into())],
+        vec![("authorization", "Bearer".into())],
+        vec![("authorization", "Bearer a b".into())],
+        vec![
+            ("authorization", bearer(&token)),
+            ("authorization", bearer(&token)),
+        ],
+    ];
+    for headers in cases {
+        let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let d = decide_get(&f, "/a/x", &hs);
+        assert!(
+            matches!(rejection(&d), Rejection::BadAuthorization(_)),
+            "{headers:?}"
+        );
+        assert_eq!(route_name(&d), Some("api"));
+    }
+}
+
+#[test]
+fn token_over_the_size_limit_is_rejected_before_parsing() {
+    let f = fixture();
+    assert_eq!(f.rt.settings.max_token_bytes, 1024);
+    let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&"a".repeat(1025)))]);
+    assert_eq!(rejection(&d), &Rejection::TokenTooLarge);
+    let mut big = claims();
+    big["pad"] = json!("p".repeat(1024));
+    let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&mint(&big)))]);
+    assert_eq!(rejection(&d), &Rejection::TokenTooLarge);
+}
+
+#[test]
+fn allowed_request_is_permitted_with_the_normalised_path_and_query() {
+    let f = fixture();
+    let auth = bearer(&mint(&claims()));
+    let cases = [
+        ("/a/./b/../c%41?q=1", "/a/cA?q=1"),
+        ("/a", "/a"),
+        ("//a//x/", "/a/x/"),
+        ("/a/x?q=%2F..&r", "/a/x?q=%2F..&r"),
+        ("/public/../a/x", "/a/x"),
+        ("/%61/x", "/a/x"),
+        ("/a/%7e%7E", "/a/~~"),
+        ("/a/%c3%a9", "/a/%C3%A9"),
+    ];
+    for (uri, want) in cases {
+        let d = decide_get(&f, uri, &[("authorization", &auth)]);
+        assert_eq!(route_name(&d), Some("api"), "{uri}");
+        assert_eq!(permit(&d).path_and_query, want, "{uri}");
+    }
+}
+
+#[test]
+fn route_is_chosen_on_the_normalised_path() {
+    let f = fixture();
+    // `/public/../s/x` must not be treated as public: it is `/s/x`, which needs a scope.
+    let d = decide_get(&f, "/public/../s/x", &[]);
+    assert_eq!(route_name(&d), Some("scoped"));
+    assert_eq!(rejection(&d), &Rejection::MissingToken);
+    let d = decide_get(&f, "/%70ublic", &[]);
+    assert_eq!(route_name(&d), Some("public"));
+}
+
+#[test]
+fn forward_claims_become_identity_headers() {
+    let f = fixture();
+    let auth = bearer(&mint(&claims()));
+    let d = decide_get(&f, "/a/x", &[("authorization", &auth)]);
+    let p = permit(&d);
+    let mut got: Vec<(String, String)> = p
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8(v.as_bytes().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    // Non-ASCII UTF-8 is a legal (obs-text) header value, so it is passed on as its bytes.
+    let want: Vec<(String, String)> = [
+        ("x-auth-accent", "café"),
+        ("x-auth-flag", "true"),
+        ("x-auth-level", "3"),
+        ("x-auth-mixed", "1,b,true"),
+        ("x-auth-org", "acme"),
+        ("x-auth-roles", "r1,r2"),
+        ("x-auth-sub", "alice"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    let v = p.verified.as_ref().unwrap();
+    assert_eq!(v.claims["sub"], "alice");
+    assert!(d.key_miss.is_none());
+}
+
+#[test]
+fn claim_with_a_line_break_is_never_forwarded() {
+    let f = fixture();
+    for note in ["a\r\nx-auth-admin: true", "a\nb", "a\rb", "a\0b"] {
+        let mut c = claims();
+        c["sub"] = json!(note);
+        let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&mint(&c)))]);
+        let p = permit(&d);
+        assert!(p.headers.iter().all(|(k, _)| k != "x-auth-sub"), "{note:?}");
+        assert!(p.headers.iter().all(|(k, _)| k != "x-auth-admin"));
+    }
+}
+
+#[test]
+fn auth_none_route_is_permitted_without_reading_a_token() {
+    let f = fixture();
+    for headers in [
+        vec![],
+        vec![("authorization", "Basic garbage")],
+        vec![("authorization", "Bearer x.y.z")],
+    ] {
+        let d = decide_get(&f, "/public", &headers);
+        assert_eq!(route_name(&d), Some("public"));
+        let p = permit(&d);
+        assert!(p.headers.is_empty());
+        assert!(p.verified.is_none());
+        assert_eq!(p.path_and_query, "/public");
+    }
+    let d = decide_get(&f, "/public/", &[]);
+    assert_eq!(permit(&d).path_and_query, "/public/");
+}
+
+#[test]
+fn verification_and_policy_rejections_keep_the_route() {
+    let f = fixture();
+    let mut expired = claims();
+    expired["exp"] = json!(NOW - 60);
+    let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&mint(&expired)))]);
+    assert_eq!(rejection(&d), &Rejection::Expired);
+    assert_eq!(route_name(&d), Some("api"));
+    let d = decide_get(&f, "/s/x", &[("authorization", &bearer(&mint(&claims())))]);
+    assert!(matches!(rejection(&d), Rejection::InsufficientScope(_)));
+    assert_eq!(route_name(&d), Some("scoped"));
+    let mut admin = claims();
+    admin["scope"] = json!("admin");
+    let d = decide_get(&f, "/s/x", &[("authorization", &bearer(&mint(&admin)))]);
+    assert!(d.outcome.is_ok());
+    // The scoped route takes only GET.
+    let d = decide(
+        &f.rt,
+        &request("POST", "/s/x", &[("authorization", &bearer(&mint(&admin)))]),
+        NOW,
+    );
+    assert_eq!(rejection(&d), &Rejection::NoRoute);
+}
+
+#[test]
+fn decision_is_taken_at_the_injected_time() {
+    let f = fixture();
+    let auth = bearer(&mint(&claims()));
+    let req = request("GET", "/a/x", &[("authorization", &auth)]);
+    assert!(decide(&f.rt, &req, NOW + 600 + 29).outcome.is_ok());
+    assert_eq!(
+        decide(&f.rt, &req, NOW + 600 + 30).outcome.unwrap_err(),
+        Rejection::Expired
+    );
+}
+
+#[test]
+fn unknown_kid_reports_a_key_miss_for_its_issuer() {
+    let f = fixture();
+    let d = decide_get(
+        &f,
+        "/a/x",
+        &[("authorization", &bearer(&mint_kid(&claims(), "rotated")))],
+    );
+    assert_eq!(rejection(&d), &Rejection::UnknownKey);
+    let (issuer, kid) = d.key_miss.as_ref().unwrap();
+    assert_eq!((issuer.name.as_str(), kid.as_str()), ("idp", "rotated"));
+}
+
+#[test]
+fn other_rejections_report_no_key_miss() {
+    let f = fixture();
+    let mut forged = mint(&claims());
+    forged.truncate(forged.len() - 8);
+    let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&forged))]);
+    assert!(d.outcome.is_err());
+    assert!(d.key_miss.is_none());
+}
