@@ -40,7 +40,7 @@ unit:
 	$(CARGO) test --locked --doc
 
 check-conf: build
-	@set -e; for f in conf/*.toml; do ./target/debug/tokengate check --config "$$f"; done
+	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
 
 bench: deps
 	$(CARGO) bench --locked --bench core

@@ -28,6 +28,7 @@ pub struct App {
 pub fn build(
     runtime: Runtime,
     config_path: Option<PathBuf>,
+    upgrade: bool,
     metrics: Arc<Metrics>,
     extra: Vec<Box<dyn ServiceWithDependents>>,
 ) -> App {
@@ -36,9 +37,16 @@ pub fn build(
         threads: settings.threads,
         grace_period_seconds: Some(settings.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout.as_secs()),
+        upgrade_sock: settings.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None::<Opt>, conf);
+    // pingora hands listening sockets from the old process to the new one over `upgrade_sock`
+    // when the new one starts with `upgrade` and the old one receives SIGQUIT.
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let shared = Arc::new(ArcSwap::from_pointee(runtime));
 

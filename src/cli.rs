@@ -18,6 +18,10 @@ pub enum Command {
         /// Path to the TOML config.
         #[arg(short, long, default_value = "/etc/tokengate/tokengate.toml")]
         config: PathBuf,
+        /// Take over the listening sockets of a running tokengate (zero-downtime binary
+        /// upgrade): start the new binary with this flag, then send SIGQUIT to the old one.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config and exit 0 (valid) or 1 (invalid), like `nginx -t`.
     Check {

@@ -89,7 +89,7 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
     let mut echo = Service::new("demo echo".to_string(), Echo);
     echo.add_tcp(ECHO_ADDR);
     let extra: Vec<Box<dyn ServiceWithDependents>> = vec![Box::new(issuer), Box::new(echo)];
-    Ok(app::build(runtime, None, metrics, extra))
+    Ok(app::build(runtime, None, false, metrics, extra))
 }
 
 /// A fresh RSA-2048 key and its public JWKS (kid `demo`).

@@ -10,7 +10,7 @@ use tokengate::{app, config, demo, logging};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
-        Command::Run { config } => logging::init_structured(&logging::peek(config)),
+        Command::Run { config, .. } => logging::init_structured(&logging::peek(config)),
         Command::Check { .. } | Command::Demo => logging::init_text(),
     }
     let metrics = match Metrics::new() {
@@ -37,8 +37,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match config::load(&config, &metrics) {
-            Ok(rt) => app::build(rt, Some(config), metrics, Vec::new())
+        Command::Run { config, upgrade } => match config::load(&config, &metrics) {
+            Ok(rt) => app::build(rt, Some(config), upgrade, metrics, Vec::new())
                 .server
                 .run_forever(),
             Err(e) => {

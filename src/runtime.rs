@@ -26,6 +26,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Verified tokens remembered at most; 0 disables the cache.
     pub token_cache_capacity: u64,
+    /// The Unix socket over which a graceful upgrade hands over listening sockets.
+    pub upgrade_sock: PathBuf,
 }
 
 /// `[log]` after compilation. Applied at start; a reload keeps the running logger.

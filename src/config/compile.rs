@@ -335,6 +335,10 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
             .map_or(Duration::from_secs(5), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
+        upgrade_sock: raw.upgrade_sock.as_ref().map_or_else(
+            || PathBuf::from("/tmp/tokengate-upgrade.sock"),
+            |s| PathBuf::from(s.get_ref()),
+        ),
         token_cache_capacity: raw
             .token_cache_capacity
             .as_ref()

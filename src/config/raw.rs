@@ -42,6 +42,7 @@ pub struct RawServer {
     pub graceful_shutdown_timeout: Option<Spanned<ConfigDuration>>,
     pub state_dir: Option<Spanned<String>>,
     pub token_cache_capacity: Option<Spanned<u64>>,
+    pub upgrade_sock: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
