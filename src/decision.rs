@@ -9,7 +9,7 @@ use crate::path;
 use crate::policy;
 use crate::reject::Rejection;
 use crate::route::{Auth, Route};
-use crate::runtime::Runtime;
+use crate::runtime::{HeaderLimits, Runtime};
 use crate::token::{self, ExtractError};
 use crate::verify::{self, Verified};
 use http::header::{AUTHORIZATION, HOST};
@@ -83,7 +83,30 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
     }
 }
 
+/// Bounds the request head before anything parses it further.
+fn check_limits(req: &Parts, limits: &HeaderLimits) -> Result<(), Rejection> {
+    if req.headers.len() > limits.max_headers {
+        return Err(Rejection::HeadersTooLarge("too many header fields"));
+    }
+    let uri = &req.uri;
+    let mut total = uri.path().len()
+        + uri.query().map_or(0, str::len)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    for (name, value) in &req.headers {
+        let field = name.as_str().len() + value.len();
+        if field > limits.max_field_bytes {
+            return Err(Rejection::HeadersTooLarge("a header field is too large"));
+        }
+        total += field + 4;
+    }
+    if total > limits.max_total_bytes {
+        return Err(Rejection::HeadersTooLarge("request header is too large"));
+    }
+    Ok(())
+}
+
 fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String), Rejection> {
+    check_limits(req, &rt.settings.limits)?;
     if req.method == Method::CONNECT {
         return Err(Rejection::BadTarget("CONNECT is not supported"));
     }

@@ -14,6 +14,8 @@ pub enum Rejection {
     BadPath(PathError),
     /// The request target or Host is unusable (not origin-form, two Host headers, ...).
     BadTarget(&'static str),
+    /// The request head exceeds a configured limit (RFC 6585 §5).
+    HeadersTooLarge(&'static str),
     NoRoute,
     MissingToken,
     /// `Authorization` present but not a single well-formed bearer credential.
@@ -146,9 +148,8 @@ impl Rejection {
     pub fn reason(&self) -> Reason {
         use Rejection::*;
         match self {
-            BadPath(_) | BadTarget(_) | BadAuthorization(_) | TokenTooLarge => {
-                Reason::InvalidRequest
-            }
+            BadPath(_) | BadTarget(_) | HeadersTooLarge(_) | BadAuthorization(_)
+            | TokenTooLarge => Reason::InvalidRequest,
             NoRoute => Reason::NoRoute,
             MissingToken => Reason::MissingToken,
             MalformedToken(_) => Reason::MalformedToken,
@@ -184,6 +185,7 @@ impl Rejection {
             match self {
                 BadPath(e) => (400, None, "invalid_request", e.describe().to_string()),
                 BadTarget(d) => (400, None, "invalid_request", d.to_string()),
+                HeadersTooLarge(d) => (431, None, "invalid_request", d.to_string()),
                 NoRoute => (
                     404,
                     None,

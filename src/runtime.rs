@@ -28,6 +28,28 @@ pub struct Settings {
     pub token_cache_capacity: u64,
     /// The Unix socket over which a graceful upgrade hands over listening sockets.
     pub upgrade_sock: PathBuf,
+    pub limits: HeaderLimits,
+}
+
+/// Bounds on the request head, checked before anything else reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Header fields, counting repeats.
+    pub max_headers: usize,
+    /// Request target plus every header name and value.
+    pub max_total_bytes: usize,
+    /// One header's name plus value.
+    pub max_field_bytes: usize,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_headers: 100,
+            max_total_bytes: 64 * 1024,
+            max_field_bytes: 32 * 1024,
+        }
+    }
 }
 
 /// `[log]` after compilation. Applied at start; a reload keeps the running logger.

@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::path;
 use crate::policy::Policy;
 use crate::route::{Auth, PathMatch, Route, Router};
-use crate::runtime::{LogFormat, LogSettings, Runtime, Settings};
+use crate::runtime::{HeaderLimits, LogFormat, LogSettings, Runtime, Settings};
 use crate::upstream::{IdentityHeaders, Upstream};
 use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
@@ -335,6 +335,7 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
             .map_or(Duration::from_secs(5), |d| d.0),
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
+        limits: header_limits(raw, max_token_bytes, errs),
         upgrade_sock: raw.upgrade_sock.as_ref().map_or_else(
             || PathBuf::from("/tmp/tokengate-upgrade.sock"),
             |s| PathBuf::from(s.get_ref()),
@@ -344,6 +345,54 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
             .as_ref()
             .map_or(100_000, |c| *c.get_ref()),
     }
+}
+
+fn header_limits(raw: &RawServer, max_token_bytes: usize, errs: &mut Errors<'_>) -> HeaderLimits {
+    let d = HeaderLimits::default();
+    let mut get = |v: &Option<Spanned<usize>>, field: &str, default: usize, min: usize| {
+        v.as_ref().map_or(default, |s| {
+            if *s.get_ref() < min {
+                errs.at(
+                    s.span(),
+                    "server",
+                    format!("field '{field}': must be at least {min}"),
+                );
+            }
+            *s.get_ref()
+        })
+    };
+    // A field must hold "authorization: Bearer " plus the largest token allowed.
+    let field_min = max_token_bytes + 32;
+    let limits = HeaderLimits {
+        max_headers: get(
+            &raw.max_request_headers,
+            "max_request_headers",
+            d.max_headers,
+            8,
+        ),
+        max_total_bytes: get(
+            &raw.max_request_header_bytes,
+            "max_request_header_bytes",
+            d.max_total_bytes,
+            4096,
+        ),
+        max_field_bytes: get(
+            &raw.max_header_field_bytes,
+            "max_header_field_bytes",
+            d.max_field_bytes.max(field_min),
+            field_min,
+        ),
+    };
+    if limits.max_total_bytes < limits.max_field_bytes {
+        if let Some(s) = &raw.max_request_header_bytes {
+            errs.at(
+                s.span(),
+                "server",
+                "field 'max_request_header_bytes': must not be below max_header_field_bytes",
+            );
+        }
+    }
+    limits
 }
 
 fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {

@@ -43,6 +43,9 @@ pub struct RawServer {
     pub state_dir: Option<Spanned<String>>,
     pub token_cache_capacity: Option<Spanned<u64>>,
     pub upgrade_sock: Option<Spanned<String>>,
+    pub max_request_headers: Option<Spanned<usize>>,
+    pub max_request_header_bytes: Option<Spanned<usize>>,
+    pub max_header_field_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,13 @@ fn table() -> Vec<(Rejection, u16, Challenge, &'static str, Reason)> {
             "invalid_request",
             Reason::InvalidRequest,
         ),
+        (
+            HeadersTooLarge("too many header fields"),
+            431,
+            C::None,
+            "invalid_request",
+            Reason::InvalidRequest,
+        ),
         (NoRoute, 404, C::None, "not_found", Reason::NoRoute),
         (
             MissingToken,
@@ -189,11 +196,12 @@ fn table() -> Vec<(Rejection, u16, Challenge, &'static str, Reason)> {
 fn _every_variant_is_in_the_table(r: &Rejection) {
     use Rejection::*;
     match r {
-        BadPath(_) | BadTarget(_) | NoRoute | MissingToken | BadAuthorization(_)
-        | TokenTooLarge | MalformedToken(_) | AlgorithmNotAllowed | BadSignature | UnknownKey
-        | WrongIssuer | WrongAudience | WrongType | Expired | NotYetValid | IssuedInFuture
-        | LifetimeExceeded(_) | TooOld(_) | KeysUnavailable | InsufficientScope(_)
-        | ClientNotAllowed | ClaimMismatch | UpstreamUnavailable | UpstreamTimeout => {}
+        BadPath(_) | BadTarget(_) | HeadersTooLarge(_) | NoRoute | MissingToken
+        | BadAuthorization(_) | TokenTooLarge | MalformedToken(_) | AlgorithmNotAllowed
+        | BadSignature | UnknownKey | WrongIssuer | WrongAudience | WrongType | Expired
+        | NotYetValid | IssuedInFuture | LifetimeExceeded(_) | TooOld(_) | KeysUnavailable
+        | InsufficientScope(_) | ClientNotAllowed | ClaimMismatch | UpstreamUnavailable
+        | UpstreamTimeout => {}
     }
 }
 
