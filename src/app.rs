@@ -38,6 +38,9 @@ pub fn build(
         grace_period_seconds: Some(settings.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout.as_secs()),
         upgrade_sock: settings.upgrade_sock.display().to_string(),
+        work_stealing: settings.tuning.work_stealing,
+        upstream_keepalive_pool_size: settings.tuning.upstream_keepalive_pool_size,
+        listener_tasks_per_fd: settings.tuning.listener_tasks_per_fd,
         ..ServerConf::default()
     };
     // pingora hands listening sockets from the old process to the new one over `upgrade_sock`

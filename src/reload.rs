@@ -65,6 +65,9 @@ impl Reloader {
         if a.threads != b.threads {
             return Err(ReloadError::NeedsRestart("[server] threads"));
         }
+        if a.tuning != b.tuning || a.upgrade_sock != b.upgrade_sock {
+            return Err(ReloadError::NeedsRestart("[server] tuning"));
+        }
         let hash = new.hash;
         self.runtime.store(Arc::new(new));
         let generation = *self.generation.borrow() + 1;

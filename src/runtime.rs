@@ -29,6 +29,28 @@ pub struct Settings {
     /// The Unix socket over which a graceful upgrade hands over listening sockets.
     pub upgrade_sock: PathBuf,
     pub limits: HeaderLimits,
+    pub tuning: Tuning,
+}
+
+/// pingora server tuning; defaults measured with `make bench` (see README, BENCHMARKS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Let idle worker threads steal tasks from busy ones.
+    pub work_stealing: bool,
+    /// Idle upstream connections kept for reuse (across all upstreams).
+    pub upstream_keepalive_pool_size: usize,
+    /// Accept tasks per listening socket.
+    pub listener_tasks_per_fd: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            work_stealing: true,
+            upstream_keepalive_pool_size: 512,
+            listener_tasks_per_fd: 1,
+        }
+    }
 }
 
 /// Bounds on the request head, checked before anything else reads it.

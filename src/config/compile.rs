@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::path;
 use crate::policy::Policy;
 use crate::route::{Auth, PathMatch, Route, Router};
-use crate::runtime::{HeaderLimits, LogFormat, LogSettings, Runtime, Settings};
+use crate::runtime::{HeaderLimits, LogFormat, LogSettings, Runtime, Settings, Tuning};
 use crate::upstream::{IdentityHeaders, Upstream};
 use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
@@ -336,6 +336,7 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
         limits: header_limits(raw, max_token_bytes, errs),
+        tuning: tuning(raw, errs),
         upgrade_sock: raw.upgrade_sock.as_ref().map_or_else(
             || PathBuf::from("/tmp/tokengate-upgrade.sock"),
             |s| PathBuf::from(s.get_ref()),
@@ -393,6 +394,37 @@ fn header_limits(raw: &RawServer, max_token_bytes: usize, errs: &mut Errors<'_>)
         }
     }
     limits
+}
+
+fn tuning(raw: &RawServer, errs: &mut Errors<'_>) -> Tuning {
+    let d = Tuning::default();
+    let mut bounded = |v: &Option<Spanned<usize>>, field: &str, default: usize, max: usize| {
+        v.as_ref().map_or(default, |s| {
+            if !(1..=max).contains(s.get_ref()) {
+                errs.at(
+                    s.span(),
+                    "server",
+                    format!("field '{field}': must be between 1 and {max}"),
+                );
+            }
+            *s.get_ref()
+        })
+    };
+    Tuning {
+        work_stealing: raw.work_stealing.unwrap_or(d.work_stealing),
+        upstream_keepalive_pool_size: bounded(
+            &raw.upstream_keepalive_pool_size,
+            "upstream_keepalive_pool_size",
+            d.upstream_keepalive_pool_size,
+            1 << 20,
+        ),
+        listener_tasks_per_fd: bounded(
+            &raw.listener_tasks_per_fd,
+            "listener_tasks_per_fd",
+            d.listener_tasks_per_fd,
+            64,
+        ),
+    }
 }
 
 fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
