@@ -51,6 +51,7 @@ pub struct GatewayBuilder {
     threads: usize,
     wait: WaitFor,
     server_extra: String,
+    env: Vec<(String, String)>,
 }
 
 impl GatewayBuilder {
@@ -63,6 +64,12 @@ impl GatewayBuilder {
     /// Wait only for `/healthz` (use when issuers are expected to have no keys).
     pub fn wait_healthy(mut self) -> Self {
         self.wait = WaitFor::Healthy;
+        self
+    }
+
+    /// An environment variable for the gateway process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -100,6 +107,7 @@ impl GatewayBuilder {
                 .stderr(File::create(&stderr_path).expect("create stderr log"))
                 .env("RUST_BACKTRACE", "1")
                 .env("NO_COLOR", "1")
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
             let mut gw = Gateway {
@@ -172,6 +180,7 @@ impl Gateway {
             threads: 1,
             wait: WaitFor::Ready,
             server_extra: String::new(),
+            env: Vec::new(),
         }
     }
 
