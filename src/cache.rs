@@ -10,9 +10,11 @@
 //! - An entry expires at the token's `exp` plus leeway, and the cache holds at most
 //!   `token_cache_capacity` entries (0 disables it).
 //! - On every hit the caller re-checks the time rules against `now` and evaluates route policy; a
-//!   hit is only usable while the issuer still has keys and still publishes the `kid` that
-//!   verified the token, so removing a key revokes every cached result it produced at once.
+//!   hit is only usable while the issuer still has keys and still publishes the very key (by
+//!   fingerprint, not just `kid`) that verified the token, so removing or replacing a key
+//!   revokes every cached result it produced at once.
 
+use crate::jwks::Fingerprint;
 use crate::verify::Verified;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Cached {
     pub verified: Arc<Verified>,
     /// The key that verified the token.
-    pub kid: Arc<str>,
+    pub key: Fingerprint,
 }
 
 impl Cached {
@@ -34,7 +36,7 @@ impl Cached {
             && issuer
                 .keys
                 .get()
-                .is_some_and(|set| set.by_kid(&self.kid).is_some())
+                .is_some_and(|set| set.keys.iter().any(|k| k.fingerprint == self.key))
     }
 }
 
@@ -92,17 +94,10 @@ impl TokenCache {
         self.inner.as_ref()?.get(&key(token))
     }
 
-    /// Remembers a successful verification. Tokens without a `kid` are not cached: their key
-    /// cannot be named, so their revocation could not be exact.
-    pub fn insert(&self, token: &str, verified: Arc<Verified>, kid: Option<&str>) {
-        if let (Some(cache), Some(kid)) = (&self.inner, kid) {
-            cache.insert(
-                key(token),
-                Cached {
-                    verified,
-                    kid: Arc::from(kid),
-                },
-            );
+    /// Remembers a successful verification by the key with fingerprint `by`.
+    pub fn insert(&self, token: &str, verified: Arc<Verified>, by: Fingerprint) {
+        if let Some(cache) = &self.inner {
+            cache.insert(key(token), Cached { verified, key: by });
         }
     }
 

@@ -195,11 +195,11 @@ fn verified(
             rt.tokens.remove(token);
         }
     }
-    let (mut v, kid) = verify::verify_with_kid(token, issuers, now)?;
+    let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
         .retain(|name, _| rt.retained_claims.iter().any(|r| r == name));
     let v = Arc::new(v);
-    rt.tokens.insert(token, Arc::clone(&v), kid.as_deref());
+    rt.tokens.insert(token, Arc::clone(&v), by);
     Ok(v)
 }
 

@@ -52,6 +52,24 @@ pub struct Key {
     /// The JWK's own `alg`, which pins the key to one algorithm when present.
     pub alg: Option<Algorithm>,
     pub decoding: DecodingKey,
+    /// SHA-256 of the key type and public material: identifies the key itself, so that a cached
+    /// verification dies with its key even if the provider reuses the `kid` for a new one.
+    pub fingerprint: Fingerprint,
+}
+
+/// See [`Key::fingerprint`].
+pub type Fingerprint = [u8; 32];
+
+fn fingerprint(kind: KeyKind, parts: &[&[u8]]) -> Fingerprint {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(format!("{kind:?}").as_bytes());
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 impl Key {
@@ -162,7 +180,7 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         ),
         Some(_) => return Err("'alg' is not a string".into()),
     };
-    let (kind, decoding) = match field(jwk, "kty")? {
+    let (kind, decoding, fingerprint) = match field(jwk, "kty")? {
         "RSA" => rsa(jwk)?,
         "EC" => ec(jwk)?,
         "OKP" => okp(jwk)?,
@@ -179,10 +197,11 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         kind,
         alg,
         decoding,
+        fingerprint,
     })
 }
 
-fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
     let n = b64(jwk, "n")?;
     let e = b64(jwk, "e")?;
     let n = strip_zeros(&n);
@@ -197,7 +216,11 @@ fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     if e.is_empty() || e.len() > 4 || e == [1] || e.last().is_some_and(|b| b & 1 == 0) {
         return Err("RSA exponent is not a small odd number".into());
     }
-    Ok((KeyKind::Rsa, DecodingKey::from_rsa_raw_components(n, e)))
+    Ok((
+        KeyKind::Rsa,
+        DecodingKey::from_rsa_raw_components(n, e),
+        fingerprint(KeyKind::Rsa, &[n, e]),
+    ))
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {
@@ -205,7 +228,7 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[lead..]
 }
 
-fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
     use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
     let (kind, size, alg) = match field(jwk, "crv")? {
         "P-256" => (KeyKind::EcP256, 32, &ECDSA_P256_SHA256_FIXED),
@@ -225,10 +248,10 @@ fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     ParsedPublicKey::new(alg, &point).map_err(|_| "EC point is not on the curve".to_string())?;
     let decoding = DecodingKey::from_ec_components(field(jwk, "x")?, field(jwk, "y")?)
         .map_err(|_| "EC key rejected".to_string())?;
-    Ok((kind, decoding))
+    Ok((kind, decoding, fingerprint(kind, &[&x, &y])))
 }
 
-fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
+fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
     if field(jwk, "crv")? != "Ed25519" {
         return Err("unsupported OKP curve".into());
     }
@@ -237,7 +260,12 @@ fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey), String> {
     }
     let decoding = DecodingKey::from_ed_components(field(jwk, "x")?)
         .map_err(|_| "Ed25519 key rejected".to_string())?;
-    Ok((KeyKind::Ed25519, decoding))
+    let x = b64(jwk, "x")?;
+    Ok((
+        KeyKind::Ed25519,
+        decoding,
+        fingerprint(KeyKind::Ed25519, &[&x]),
+    ))
 }
 
 /// How many unknown kids an issuer remembers; a flood of forged kids evicts only forged kids.

@@ -9,7 +9,7 @@
 
 use crate::claims::{self, Parts};
 use crate::issuer::{normalise_typ, Issuer};
-use crate::jwks::KeySet;
+use crate::jwks::{Fingerprint, Key, KeySet};
 use crate::reject::Rejection;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -30,16 +30,16 @@ pub struct Verified {
 
 /// Verifies `token` for a route that trusts `issuers`, at unix time `now` (seconds).
 pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Verified, Rejection> {
-    verify_with_kid(token, issuers, now).map(|(v, _)| v)
+    verify_with_key(token, issuers, now).map(|(v, _)| v)
 }
 
-/// Like [`verify`], also returning the `kid` of the key that verified the token, so that a cached
-/// result can be dropped the moment that key leaves the issuer's set.
-pub fn verify_with_kid(
+/// Like [`verify`], also returning the fingerprint of the key that verified the token, so that a
+/// cached result can be dropped the moment that key leaves the issuer's set.
+pub fn verify_with_key(
     token: &str,
     issuers: &[Arc<Issuer>],
     now: i64,
-) -> Result<(Verified, Option<String>), Rejection> {
+) -> Result<(Verified, Fingerprint), Rejection> {
     let parts = claims::split(token).map_err(Rejection::MalformedToken)?;
     let iss = match parts.claims.get("iss") {
         Some(Value::String(s)) => s.as_str(),
@@ -69,9 +69,8 @@ pub fn verify_with_kid(
         }
     }
     let keys = issuer.keys.get().ok_or(Rejection::KeysUnavailable)?;
-    check_signature(&parts, alg, &keys)?;
-    let kid = parts.header.kid;
-    check_claims(parts.claims, issuer, now).map(|v| (v, kid))
+    let key = check_signature(&parts, alg, &keys)?.fingerprint;
+    check_claims(parts.claims, issuer, now).map(|v| (v, key))
 }
 
 /// For a token rejected with [`Rejection::UnknownKey`]: the issuer whose set lacks the key, and
@@ -84,8 +83,13 @@ pub fn key_miss(token: &str, issuers: &[Arc<Issuer>]) -> Option<(Arc<Issuer>, St
     Some((Arc::clone(issuer), parts.header.kid?))
 }
 
-fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), Rejection> {
-    let ok = |key: &crate::jwks::Key| {
+/// Checks the signature and returns the key that made it.
+fn check_signature<'k>(
+    parts: &Parts<'_>,
+    alg: Algorithm,
+    keys: &'k KeySet,
+) -> Result<&'k Key, Rejection> {
+    let ok = |key: &Key| {
         jsonwebtoken::crypto::verify(
             parts.signature,
             parts.signing_input.as_bytes(),
@@ -104,7 +108,7 @@ fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(
                 return Err(Rejection::BadSignature);
             }
             if ok(key) {
-                Ok(())
+                Ok(key)
             } else {
                 Err(Rejection::BadSignature)
             }
@@ -116,11 +120,7 @@ fn check_signature(parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(
             if candidates.peek().is_none() {
                 return Err(Rejection::UnknownKey);
             }
-            if candidates.any(ok) {
-                Ok(())
-            } else {
-                Err(Rejection::BadSignature)
-            }
+            candidates.find(|k| ok(k)).ok_or(Rejection::BadSignature)
         }
     }
 }

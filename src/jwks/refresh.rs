@@ -52,7 +52,12 @@ fn spawn_all(runtime: &Runtime) -> Vec<tokio::task::JoinHandle<()>> {
         .issuers
         .iter()
         .filter(|i| matches!(i.source, KeySource::Remote(_)))
-        .map(|i| tokio::spawn(keep_fresh(Arc::clone(i))))
+        .flat_map(|i| {
+            [
+                tokio::spawn(keep_fresh(Arc::clone(i))),
+                tokio::spawn(fail_closed_timer(Arc::clone(i))),
+            ]
+        })
         .collect()
 }
 
@@ -117,6 +122,10 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
     let mut jwks_url: Option<String> = None;
     let mut retry = FIRST_RETRY;
     let mut first = true;
+    // The lifetime of the set in use: what the provider asked for, clamped.
+    let mut lifetime = issuer
+        .refresh
+        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
     if issuer.keys.get().is_some() {
         // Carried over a reload with keys: resume the schedule rather than fetch now.
         tokio::time::sleep(issuer.keys.until_scheduled(SystemTime::now())).await;
@@ -129,6 +138,7 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
         let wait = match result {
             Ok(ttl) => {
                 retry = FIRST_RETRY;
+                lifetime = ttl;
                 // Refresh before expiry, at 80-95% of the lifetime, so that gateways spread out.
                 let wait = ttl.mul_f64(0.80 + fastrand::f64() * 0.15);
                 issuer.keys.schedule(SystemTime::now() + wait);
@@ -141,15 +151,28 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
                 if first && issuer.keys.get().is_none() {
                     load_persisted(&issuer, remote);
                 }
+                // Failing closed after max_stale is fail_closed_timer's job, on its own clock.
                 let wait = jitter(retry);
                 retry = (retry * 2).min(MAX_RETRY);
-                let until_fail_closed = enforce_max_stale(&issuer, remote, SystemTime::now());
-                wait.min(until_fail_closed.unwrap_or(wait))
+                wait
             }
         };
         first = false;
         tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
-        mark_stale(&issuer, remote);
+        mark_stale(&issuer, lifetime);
+    }
+}
+
+/// Drops `issuer`'s set the moment it becomes older than `max_stale`, independently of fetches
+/// that may be hanging for up to their timeout.
+async fn fail_closed_timer(issuer: Arc<Issuer>) {
+    let KeySource::Remote(remote) = &issuer.source else {
+        return;
+    };
+    loop {
+        let wait =
+            enforce_max_stale(&issuer, remote, SystemTime::now()).unwrap_or(Duration::from_secs(1));
+        tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
     }
 }
 
@@ -222,15 +245,16 @@ fn enforce_max_stale(issuer: &Issuer, remote: &Remote, now: SystemTime) -> Optio
 }
 
 /// Sets the stale gauge: 1 while the set in use is older than its expected lifetime.
-fn mark_stale(issuer: &Issuer, remote: &Remote) {
+fn mark_stale(issuer: &Issuer, lifetime: Duration) {
     let Some(set) = issuer.keys.get() else { return };
     let age = SystemTime::now()
         .duration_since(set.fetched_at)
         .unwrap_or(Duration::ZERO);
-    let lifetime = issuer
-        .refresh
-        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
-    issuer.metrics.stale.set(i64::from(age > lifetime));
+    // Only ever raise the flag here: `install` lowers it when a fresh set arrives, so a persisted
+    // set loaded at start stays stale until the provider answers again.
+    if age > lifetime {
+        issuer.metrics.stale.set(1);
+    }
 }
 
 /// The persisted form: when the set was fetched, and the document as the provider sent it.

@@ -131,6 +131,12 @@ impl GatewayBuilder {
                     ));
                     gw.kill();
                 }
+                Err(Startup::PortTaken) => {
+                    failures.push_str(&format!(
+                        "--- attempt {attempt}: a reserved port was taken\n"
+                    ));
+                    gw.kill();
+                }
                 Err(Startup::TimedOut(what)) => {
                     // Dropping `gw` while panicking prints the config and the stderr log.
                     panic!(
@@ -158,7 +164,19 @@ impl GatewayBuilder {
 
 enum Startup {
     Exited(std::process::ExitStatus),
+    /// Another process holds one of the reserved ports (it was taken between reserving and
+    /// binding): retry on new ports.
+    PortTaken,
     TimedOut(&'static str),
+}
+
+/// The fingerprint tokengate exports as `tokengate_config_hash` for a config text (the same std
+/// hasher with fixed keys, so the test and the gateway agree).
+fn config_hash(text: &str) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish() as u32
 }
 
 /// A running `tokengate run` process; dropping it kills the process.
@@ -210,9 +228,22 @@ impl Gateway {
                 && TcpStream::connect_timeout(&self.proxy, Duration::from_millis(200)).is_ok()
             {
                 // Answering ports prove nothing if they belong to another process: make sure
-                // ours is still alive.
+                // ours is still alive, bound its ports, and is the one answering on admin.
                 if let Some(status) = self.exit_status() {
                     return Err(Startup::Exited(status));
+                }
+                if self.stderr().contains("is in use") {
+                    return Err(Startup::PortTaken);
+                }
+                let want = format!("tokengate_config_hash {}", config_hash(&self.config));
+                let ours = client::try_send_within(
+                    self.admin,
+                    &client::build_request(self.admin, "GET", "/metrics", &[]),
+                    PROBE_TIMEOUT,
+                )
+                .is_ok_and(|r| r.text().lines().any(|l| l == want));
+                if !ours {
+                    return Err(Startup::PortTaken);
                 }
                 return Ok(());
             }

@@ -1,8 +1,9 @@
 //! `KeyServer`: a JWKS endpoint the gateway fetches keys from, with failure modes.
 //!
 //! Serves `GET /jwks.json` from a swappable key set and `GET /.well-known/openid-configuration`,
-//! counts JWKS fetches, and can answer with an error status, a non-JSON body, or not at all
-//! (`Hang`: the request is held open until the mode changes or the server is dropped).
+//! counts JWKS fetches and discovery fetches separately, can attach a `Cache-Control` header to
+//! the key set, and can answer with an error status, a non-JSON body, or not at all (`Hang`: the
+//! request is held open until the mode changes or the server is dropped).
 
 use super::keys::{jwks, FixtureKey};
 use super::server::{respond, BackgroundServer, Handler, HandlerFuture};
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// How `/jwks.json` answers.
@@ -28,7 +30,10 @@ pub enum Mode {
 struct State {
     jwks: Mutex<Value>,
     issuer: Mutex<String>,
+    cache_control: Mutex<Option<String>>,
     fetches: AtomicUsize,
+    fetch_times: Mutex<Vec<Instant>>,
+    discovery_fetches: AtomicUsize,
     mode: watch::Sender<Mode>,
 }
 
@@ -71,7 +76,10 @@ impl KeyServer {
         Arc::new(State {
             jwks: Mutex::new(jwks(keys)),
             issuer: Mutex::new(super::ISS.to_string()),
+            cache_control: Mutex::new(None),
             fetches: AtomicUsize::new(0),
+            fetch_times: Mutex::new(Vec::new()),
+            discovery_fetches: AtomicUsize::new(0),
             mode,
         })
     }
@@ -90,6 +98,7 @@ impl KeyServer {
                         .to_string();
                     match (req.method().as_str(), path.as_str()) {
                         ("GET", "/jwks.json") => {
+                            lock(&state.fetch_times).push(Instant::now());
                             state.fetches.fetch_add(1, Ordering::SeqCst);
                             let mut rx = state.mode.subscribe();
                             loop {
@@ -97,7 +106,15 @@ impl KeyServer {
                                 match mode {
                                     Mode::Normal => {
                                         let body = lock(&state.jwks).to_string();
-                                        return respond(200, "application/json", body);
+                                        let mut resp = respond(200, "application/json", body);
+                                        let cc = lock(&state.cache_control).clone();
+                                        if let Some(v) = cc.and_then(|v| {
+                                            hyper::header::HeaderValue::from_str(&v).ok()
+                                        }) {
+                                            resp.headers_mut()
+                                                .insert(hyper::header::CACHE_CONTROL, v);
+                                        }
+                                        return resp;
                                     }
                                     Mode::Status(code) => {
                                         return respond(
@@ -122,6 +139,7 @@ impl KeyServer {
                             }
                         }
                         ("GET", "/.well-known/openid-configuration") => {
+                            state.discovery_fetches.fetch_add(1, Ordering::SeqCst);
                             let body = json!({
                                 "issuer": *lock(&state.issuer),
                                 "jwks_uri": format!("http://{host}/jwks.json"),
@@ -155,9 +173,25 @@ impl KeyServer {
         *lock(&self.state.issuer) = issuer.to_string();
     }
 
+    /// Sets (or with `None` removes) the `Cache-Control` header sent with the key set in
+    /// `Normal` mode, e.g. `Some("max-age=60")`.
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        *lock(&self.state.cache_control) = value.map(str::to_string);
+    }
+
     /// How many `GET /jwks.json` requests arrived (in any mode).
     pub fn fetch_count(&self) -> usize {
         self.state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// When each `GET /jwks.json` request arrived, in order (any mode).
+    pub fn fetch_times(&self) -> Vec<Instant> {
+        lock(&self.state.fetch_times).clone()
+    }
+
+    /// How many `GET /.well-known/openid-configuration` requests arrived.
+    pub fn discovery_count(&self) -> usize {
+        self.state.discovery_fetches.load(Ordering::SeqCst)
     }
 
     pub fn addr(&self) -> SocketAddr {
