@@ -71,6 +71,10 @@ fn mint(f: &Fixture, scope: &str) -> String {
 /// A runtime with one issuer holding every fixture key and `routes` extra routes before the
 /// benchmarked `api` route (so `find` scans them all: the worst case for first-match order).
 fn runtime(dir: &Path, routes: usize) -> Runtime {
+    runtime_with_cache(dir, routes, 100_000)
+}
+
+fn runtime_with_cache(dir: &Path, routes: usize, cache: u64) -> Runtime {
     let keys: Vec<Jwk> = FIXTURES
         .iter()
         .map(|f| {
@@ -86,7 +90,7 @@ fn runtime(dir: &Path, routes: usize) -> Runtime {
     )
     .expect("write");
     let mut toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:1\"]\n[[issuer]]\nname = \"bench\"\nissuer = \"{ISS}\"\n\
+        "[server]\nlisten = [\"127.0.0.1:1\"]\ntoken_cache_capacity = {cache}\n[[issuer]]\nname = \"bench\"\nissuer = \"{ISS}\"\n\
          audiences = [\"{AUD}\"]\njwks_file = \"{}\"\nalgorithms = [\"RS256\", \"PS256\", \"ES256\", \"EdDSA\"]\n\
          [[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n",
         jwks.display()
@@ -176,20 +180,41 @@ fn policy_evaluate(c: &mut Criterion) {
     });
 }
 
+/// The full decision for one request (route, extract, verify or cache hit, policy, headers):
+/// `cache_hit` repeats one token, `cache_hit_pool` cycles through 1000 cached tokens, and
+/// `uncached` has the cache disabled so every request verifies the RS256 signature.
 fn decide(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime(dir.path(), 10);
     let mut g = c.benchmark_group("decide");
-    for f in &FIXTURES[..1] {
-        let req = request(&mint(f, "read:data"));
-        g.bench_function(format!("{:?}", f.alg), |b| {
-            b.iter(|| {
-                let d = tokengate::decision::decide(&rt, black_box(&req), now());
-                assert!(d.outcome.is_ok());
-                d
-            })
-        });
-    }
+    let cached = runtime(dir.path(), 10);
+    let one = request(&mint(&FIXTURES[0], "read:data"));
+    g.bench_function("cache_hit", |b| {
+        b.iter(|| {
+            let d = tokengate::decision::decide(&cached, black_box(&one), now());
+            assert!(d.outcome.is_ok());
+            d
+        })
+    });
+    let pool: Vec<_> = (0..1000)
+        .map(|i| request(&mint(&FIXTURES[0], &format!("read:data n{i}"))))
+        .collect();
+    let mut i = 0;
+    g.bench_function("cache_hit_pool", |b| {
+        b.iter(|| {
+            i = (i + 1) % pool.len();
+            let d = tokengate::decision::decide(&cached, black_box(&pool[i]), now());
+            assert!(d.outcome.is_ok());
+            d
+        })
+    });
+    let uncached = runtime_with_cache(dir.path(), 10, 0);
+    g.bench_function("uncached", |b| {
+        b.iter(|| {
+            let d = tokengate::decision::decide(&uncached, black_box(&one), now());
+            assert!(d.outcome.is_ok());
+            d
+        })
+    });
     g.finish();
 }
 
