@@ -71,7 +71,8 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
-fn key(token: &str) -> [u8; 32] {
+/// The cache key of a token: its SHA-256. Computed once per request by the caller.
+pub fn key(token: &str) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -90,21 +91,21 @@ impl TokenCache {
     }
 
     /// The cached result for `token`, if any.
-    pub fn get(&self, token: &str) -> Option<Cached> {
-        self.inner.as_ref()?.get(&key(token))
+    pub fn get(&self, key: &[u8; 32]) -> Option<Cached> {
+        self.inner.as_ref()?.get(key)
     }
 
     /// Remembers a successful verification by the key with fingerprint `by`.
-    pub fn insert(&self, token: &str, verified: Arc<Verified>, by: Fingerprint) {
+    pub fn insert(&self, key: [u8; 32], verified: Arc<Verified>, by: Fingerprint) {
         if let Some(cache) = &self.inner {
-            cache.insert(key(token), Cached { verified, key: by });
+            cache.insert(key, Cached { verified, key: by });
         }
     }
 
     /// Forgets `token` (its key was revoked).
-    pub fn remove(&self, token: &str) {
+    pub fn remove(&self, key: &[u8; 32]) {
         if let Some(cache) = &self.inner {
-            cache.invalidate(&key(token));
+            cache.invalidate(key);
         }
     }
 

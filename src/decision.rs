@@ -4,6 +4,7 @@
 //! argument, and returns either a permit (what to forward, and with which identity headers) or a
 //! rejection. The proxy only sequences IO around it.
 
+use crate::cache;
 use crate::issuer::Issuer;
 use crate::path;
 use crate::policy;
@@ -26,6 +27,8 @@ pub type IdentityHeaders = Vec<(HeaderName, HeaderValue)>;
 pub struct Permit {
     /// The normalised path that was matched, plus the original query.
     pub path_and_query: String,
+    /// The `Host` to send: the canonical host that was matched, with the client's port.
+    pub host: Option<String>,
     /// Identity headers to set from verified claims.
     pub headers: IdentityHeaders,
     /// The verified token, for logging; `None` on `auth = "none"` routes.
@@ -60,6 +63,7 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
             Some(q) => format!("{}?{q}", route.1),
             None => route.1,
         },
+        host: route.2,
         headers,
         verified,
     });
@@ -105,48 +109,77 @@ fn check_limits(req: &Parts, limits: &HeaderLimits) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String), Rejection> {
+fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String>), Rejection> {
     check_limits(req, &rt.settings.limits)?;
     if req.method == Method::CONNECT {
         return Err(Rejection::BadTarget("CONNECT is not supported"));
+    }
+    // Methods are case-sensitive, but some frameworks upper-case them: `get` must not slip past a
+    // `GET` rule to a catch-all and then be served as GET.
+    if !req
+        .method
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'-')
+    {
+        return Err(Rejection::BadTarget("method must be upper-case"));
     }
     let host = request_host(req)?;
     let path = path::normalise(req.uri.path()).map_err(Rejection::BadPath)?;
     let route = rt
         .router
-        .find(host.as_deref(), &req.method, &path)
+        .find(host.as_ref().map(|(h, _)| h.as_str()), &req.method, &path)
         .ok_or(Rejection::NoRoute)?;
-    Ok((Arc::clone(route), path))
+    let host_header = host.map(|(h, port)| match port {
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    });
+    Ok((Arc::clone(route), path, host_header))
 }
 
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112 §3.2.2
-/// makes it override `Host`), else the single `Host` header. Lower-cased, port and trailing dot
-/// removed. `X-Forwarded-Host` is never consulted: clients control it.
-fn request_host(req: &Parts) -> Result<Option<String>, Rejection> {
+/// makes it override `Host`), else the single `Host` header; with its port, if any.
+/// `X-Forwarded-Host` is never consulted: clients control it.
+fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection> {
     if let Some(auth) = req.uri.authority() {
-        return Ok(Some(normalise_host(auth.host())));
+        return Ok(Some((normalise_host(auth.host())?, auth.port_u16())));
     }
     let mut hosts = req.headers.get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err(Rejection::BadTarget("more than one Host header"));
     }
-    match first {
-        None => Ok(None),
-        Some(v) => {
-            let text = v
-                .to_str()
-                .map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
-            let authority: http::uri::Authority = text
-                .parse()
-                .map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
-            Ok(Some(normalise_host(authority.host())))
-        }
-    }
+    let Some(v) = first else { return Ok(None) };
+    let text = v
+        .to_str()
+        .map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
+    let authority: http::uri::Authority = text
+        .parse()
+        .map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
+    Ok(Some((
+        normalise_host(authority.host())?,
+        authority.port_u16(),
+    )))
 }
 
-fn normalise_host(host: &str) -> String {
-    host.trim_end_matches('.').to_ascii_lowercase()
+/// Lower-cases a host and drops one trailing dot, refusing anything that is not a plain DNS name
+/// or IP literal. The upstream then receives exactly this spelling, so it cannot read a host the
+/// router did not match (`WWW.EXAMPLE..` matching `www.example` here, something else there).
+fn normalise_host(host: &str) -> Result<String, Rejection> {
+    let h = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let literal = h.starts_with('[') && h.ends_with(']');
+    let name = !h.is_empty()
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if literal || name {
+        Ok(h)
+    } else {
+        Err(Rejection::BadTarget("Host header is malformed"))
+    }
 }
 
 fn authorize(
@@ -183,7 +216,8 @@ fn verified(
     issuers: &[Arc<Issuer>],
     now: i64,
 ) -> Result<Arc<Verified>, Rejection> {
-    if let Some(hit) = rt.tokens.get(token) {
+    let key = cache::key(token);
+    if let Some(hit) = rt.tokens.get(&key) {
         if hit.usable_for(issuers) {
             let v = &hit.verified;
             verify::check_times(v.exp, v.nbf, v.iat, v.issuer.leeway, now)?;
@@ -192,14 +226,14 @@ fn verified(
         // Either another route's issuer verified it (verify below rejects it properly), or its
         // key has left the set: forget it, so the revocation is immediate and permanent.
         if issuers.iter().any(|i| Arc::ptr_eq(i, &hit.verified.issuer)) {
-            rt.tokens.remove(token);
+            rt.tokens.remove(&key);
         }
     }
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
         .retain(|name, _| rt.retained_claims.iter().any(|r| r == name));
     let v = Arc::new(v);
-    rt.tokens.insert(token, Arc::clone(&v), by);
+    rt.tokens.insert(key, Arc::clone(&v), by);
     Ok(v)
 }
 

@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The most keys kept from one document; identity providers publish a handful.
 pub const MAX_KEYS: usize = 64;
+/// The most skip reasons reported per document: a hostile set must not flood the log.
+const MAX_REASONS: usize = 32;
 
 /// The kind of public key, fixing which algorithms it can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,7 @@ pub fn parse(body: &[u8], fetched_at: SystemTime) -> Result<(KeySet, Vec<String>
         .ok_or(JwksError::NotJwks)?;
     let mut keys = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_silently = 0usize;
     for (i, entry) in entries.iter().enumerate() {
         if keys.len() == MAX_KEYS {
             skipped.push(format!("key #{i} and later: more than {MAX_KEYS} keys"));
@@ -128,14 +131,18 @@ pub fn parse(body: &[u8], fetched_at: SystemTime) -> Result<(KeySet, Vec<String>
         }
         match parse_key(entry) {
             Ok(k) => keys.push(k),
-            Err(why) => {
+            Err(why) if skipped.len() < MAX_REASONS => {
                 let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("-");
                 skipped.push(format!("key #{i} (kid {kid:.64}): {why}"));
             }
+            Err(_) => skipped_silently += 1,
         }
     }
+    if skipped_silently > 0 {
+        skipped.push(format!("{skipped_silently} more keys skipped"));
+    }
     if keys.is_empty() {
-        return Err(JwksError::NoUsableKeys(skipped.len()));
+        return Err(JwksError::NoUsableKeys(skipped.len() + skipped_silently));
     }
     Ok((KeySet { keys, fetched_at }, skipped))
 }
@@ -317,6 +324,19 @@ impl KeyStore {
 
     pub fn clear(&self) {
         self.current.store(None);
+    }
+
+    /// Clears the set only if it is still `expected`, so a set installed meanwhile survives.
+    pub fn clear_if(&self, expected: &Arc<KeySet>) {
+        self.current.rcu(|cur| match cur {
+            Some(c) if Arc::ptr_eq(c, expected) => None,
+            other => other.clone(),
+        });
+    }
+
+    /// Whether a fetch is in flight right now.
+    pub fn fetching(&self) -> bool {
+        self.fetch_lock.try_lock().is_err()
     }
 
     /// Records when the next scheduled refresh is due.

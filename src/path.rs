@@ -1,11 +1,13 @@
 //! Request-path normalisation: the path the router matches is the path the upstream receives.
 //!
 //! Rules, applied to the path part of the request target (the query is left alone):
-//! - percent-encoded unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes are
-//!   kept with upper-case hex, so `%2e%2E` becomes `..` before dot segments are resolved;
+//! - percent-encoded characters that a path may hold unescaped (unreserved `A-Z a-z 0-9 - . _ ~`
+//!   and the sub-delimiters `! $ & ' ( ) * + , = : @`) are decoded, other escapes are kept with
+//!   upper-case hex, so `%2e%2E` becomes `..` before dot segments are resolved and each path has
+//!   one spelling;
 //! - an encoded `/` (`%2F`), `\` (`%5C`), NUL or other control byte is refused, as is a raw `\`,
 //!   a raw `;` (servlet containers treat `;` as a path-parameter separator, which would let
-//!   `/admin;x` match a public route here and reach `/admin` there), a control byte, a malformed
+//!   `/admin;x` match a public route here and reach `/admin` there; `%3B` likewise), a control byte, a malformed
 //!   escape, or escapes that do not decode to valid UTF-8 (overlong `%C0%AE` and friends);
 //! - runs of `/` are merged, `.` and `..` segments are resolved per RFC 3986 §5.2.4, and `..`
 //!   above the root is refused instead of being clamped;
@@ -51,6 +53,13 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Characters a path segment may hold unescaped (RFC 3986 `pchar` minus `;`, which is refused):
+/// an escaped one means the same to any upstream that decodes, so it is decoded here to give each
+/// path one spelling. `/v1/jobs%3Arun` must not dodge a rule for `/v1/jobs:run`.
+fn decodes_in_path(b: u8) -> bool {
+    is_unreserved(b) || b"!$&'()*+,=:@".contains(&b)
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -86,10 +95,10 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
                 if v == b'/' || v == b'\\' {
                     return Err(PathError::EncodedSeparator);
                 }
-                if v < 0x20 || v == 0x7f {
+                if v < 0x20 || v == 0x7f || v == b';' {
                     return Err(PathError::ForbiddenByte);
                 }
-                if is_unreserved(v) {
+                if decodes_in_path(v) {
                     canon.push(v as char);
                 } else {
                     canon.push('%');
@@ -171,6 +180,10 @@ mod tests {
             ("/caf%c3%a9", "/caf%C3%A9"),
             ("/a%20b", "/a%20b"),
             ("/%252e", "/%252e"),
+            ("/v1/jobs%3Arun", "/v1/jobs:run"),
+            ("/a%2Cb%40c%21", "/a,b@c!"),
+            ("/admin%3Bx", "ForbiddenByte"),
+            ("/a%3Fb%23c", "/a%3Fb%23c"),
             ("a/b", "NotAbsolute"),
             ("*", "NotAbsolute"),
         ];

@@ -148,10 +148,13 @@ impl ProxyHttp for Gateway {
         if route.strip_authorization {
             req.remove_header("authorization");
         }
-        // An absolute-form target was routed on its authority, so the upstream must see that host
-        // too, not a different Host header the client sent alongside.
-        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
-            req.insert_header("host", authority)?;
+        if let Some(host) = &permit.host {
+            req.insert_header("host", host.as_str())?;
+        }
+        // Marked sensitive so that no debug log (pingora's included) prints the token.
+        if let Some(mut v) = req.headers.get(http::header::AUTHORIZATION).cloned() {
+            v.set_sensitive(true);
+            req.insert_header(http::header::AUTHORIZATION, v)?;
         }
         let uri = permit.path_and_query.parse().map_err(|_| {
             Error::explain(ErrorType::InternalError, "normalised path is not a URI")
@@ -167,7 +170,7 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let rejection = match (e.esource(), e.etype()) {
             (
-                _,
+                ErrorSource::Upstream,
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
             ) => Some(Rejection::UpstreamTimeout),
             (ErrorSource::Upstream, _) => Some(Rejection::UpstreamUnavailable),
@@ -233,10 +236,12 @@ impl ProxyHttp for Gateway {
                 .as_ref()
                 .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str()),
             method: req.method.as_str(),
-            path: ctx
-                .permit
-                .as_ref()
-                .map_or(req.uri.path(), |p| p.path_and_query.as_str()),
+            // The query is left out: it may carry secrets (`?access_token=`, RFC 6750 §2.3).
+            path: ctx.permit.as_ref().map_or(req.uri.path(), |p| {
+                p.path_and_query
+                    .split_once('?')
+                    .map_or(p.path_and_query.as_str(), |(path, _)| path)
+            }),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             issuer: verified.map(|v| v.issuer.name.as_str()),
             sub: verified

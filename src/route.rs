@@ -16,7 +16,8 @@ use std::sync::Arc;
 /// How a route matches the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
-    /// `path = "/x"`: `/x`, and `/x/` so that a trailing slash cannot step around the rule.
+    /// `path = "/x"` or `"/x/"`: both `/x` and `/x/`, so that a trailing slash cannot step around
+    /// the rule in either direction. Stored without the trailing slash (except `/`).
     Exact(String),
     /// `path_prefix = "/x"`: `/x` and everything below it, segment-aware (never `/xy`).
     Prefix(String),
@@ -84,7 +85,10 @@ pub struct Route {
 impl Route {
     pub fn matches(&self, host: Option<&str>, method: &Method, path: &str) -> bool {
         self.host.as_deref().is_none_or(|h| Some(h) == host)
-            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+            // HEAD is GET without a body to every framework, so a GET rule governs it too.
+            && self.methods.as_ref().is_none_or(|m| {
+                m.contains(method) || (*method == Method::HEAD && m.contains(&Method::GET))
+            })
             && self.path.matches(path)
     }
 
@@ -97,7 +101,9 @@ impl Route {
         };
         let methods = match (&self.methods, &later.methods) {
             (None, _) => true,
-            (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+            (Some(a), Some(b)) => b
+                .iter()
+                .all(|m| a.contains(m) || (*m == Method::HEAD && a.contains(&Method::GET))),
             (Some(_), None) => false,
         };
         host && methods && self.path.covers(&later.path)

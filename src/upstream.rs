@@ -59,29 +59,58 @@ impl Upstream {
 /// Every identity header the gateway may set, to be removed from inbound requests.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityHeaders {
-    /// Lower-case prefix reserved for the gateway (default `x-auth-`); empty disables it.
+    /// Lower-case prefix reserved for the gateway (default `x-auth-`), `_` written as `-`;
+    /// empty disables it.
     pub prefix: String,
     /// Names set by any route's `forward_claims`, whatever their prefix.
     pub names: Vec<HeaderName>,
 }
 
+/// Headers that make an upstream framework change the host, scheme, client address, path or
+/// method it acts on. The gateway decided on what it saw, so none of them may reach the upstream
+/// from the client: an upstream honouring `X-Forwarded-Host` or `X-HTTP-Method-Override` would
+/// otherwise act on a request other than the one the route allowed.
+const OVERRIDES: [&str; 14] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 impl IdentityHeaders {
-    /// Removes every client-sent identity header from `req`.
+    /// Whether a client-sent header `name` must be removed. Names compare with `_` read as `-`,
+    /// because CGI-style upstreams (WSGI, Rack, PHP) map both spellings to the same variable.
+    fn reserved(&self, name: &str) -> bool {
+        let folded: std::borrow::Cow<'_, str> = if name.contains('_') {
+            name.replace('_', "-").into()
+        } else {
+            name.into()
+        };
+        (!self.prefix.is_empty() && folded.starts_with(self.prefix.as_str()))
+            || self.names.iter().any(|n| n.as_str() == folded)
+            || OVERRIDES.contains(&folded.as_ref())
+    }
+
+    /// Removes every client-sent identity or routing-override header from `req`, in any case,
+    /// spelling and number of copies.
     pub fn strip(&self, req: &mut RequestHeader) {
-        for name in &self.names {
-            req.remove_header(name);
-        }
-        if self.prefix.is_empty() {
-            return;
-        }
-        // HeaderName is always lower-case, so a byte prefix test is case-insensitive.
-        let reserved: Vec<HeaderName> = req
+        let doomed: Vec<HeaderName> = req
             .headers
             .keys()
-            .filter(|n| n.as_str().starts_with(self.prefix.as_str()))
+            .filter(|n| self.reserved(n.as_str()))
             .cloned()
             .collect();
-        for name in reserved {
+        for name in doomed {
             req.remove_header(&name);
         }
     }
@@ -89,7 +118,6 @@ impl IdentityHeaders {
 
 /// Sets the forwarding headers for the client at `client` (replacing any client-sent copies).
 pub fn set_forwarded(req: &mut RequestHeader, client: Option<IpAddr>) -> pingora::Result<()> {
-    req.remove_header("x-forwarded-for");
     if let Some(ip) = client {
         req.insert_header("x-forwarded-for", ip.to_string())?;
     }

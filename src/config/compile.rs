@@ -84,7 +84,7 @@ pub fn compile(
         .and_then(|s| s.get_ref().identity_header_prefix.as_ref())
         .map_or_else(
             || "x-auth-".to_string(),
-            |p| p.get_ref().to_ascii_lowercase(),
+            |p| p.get_ref().to_ascii_lowercase().replace('_', "-"),
         );
 
     let mut issuers: Vec<Arc<Issuer>> = Vec::new();
@@ -337,8 +337,13 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         log: LogSettings::default(),
         limits: header_limits(raw, max_token_bytes, errs),
         tuning: tuning(raw, errs),
+        // Whoever binds the upgrade socket receives the listeners, so by default it lives in the
+        // state directory rather than a world-writable one.
         upgrade_sock: raw.upgrade_sock.as_ref().map_or_else(
-            || PathBuf::from("/tmp/tokengate-upgrade.sock"),
+            || match &raw.state_dir {
+                Some(d) => PathBuf::from(d.get_ref()).join("upgrade.sock"),
+                None => PathBuf::from("/tmp/tokengate-upgrade.sock"),
+            },
             |s| PathBuf::from(s.get_ref()),
         ),
         token_cache_capacity: raw
@@ -928,15 +933,23 @@ fn compile_route(
     if errs.list.len() != before {
         return None;
     }
+    let auth = auth?;
+    // On `auth = "none"` nothing verified the Authorization header, so by default it is not passed
+    // on: an upstream that decodes tokens without verifying them must not mistake it for one the
+    // gateway checked.
+    let strip_authorization = r
+        .strip_authorization
+        .as_ref()
+        .map_or(matches!(auth, Auth::None), |s| *s.get_ref());
     Some(Route {
         name: r.name.get_ref().clone(),
         host,
         methods,
         path: path?,
         upstream: upstream?,
-        auth: auth?,
+        auth,
         forward_claims,
-        strip_authorization: r.strip_authorization.as_ref().is_some_and(|s| *s.get_ref()),
+        strip_authorization,
         metrics: metrics.route(r.name.get_ref()),
     })
 }
@@ -963,11 +976,8 @@ fn route_path(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Option<PathMatc
         }
     };
     match path::normalise(raw.get_ref()) {
-        Ok(n)
-            if n == *raw.get_ref()
-                || (!exact && n.trim_end_matches('/') == raw.get_ref().trim_end_matches('/')) =>
-        {
-            let n = if exact || n == "/" {
+        Ok(n) if n.trim_end_matches('/') == raw.get_ref().trim_end_matches('/') => {
+            let n = if n == "/" {
                 n
             } else {
                 n.trim_end_matches('/').to_string()
@@ -1037,6 +1047,21 @@ fn compile_jwt(
             out
         }
     };
+    // The token's iss picks the issuer; two with the same iss on one route would make the
+    // second unreachable.
+    for (i, a) in chosen.iter().enumerate() {
+        if let Some(b) = chosen[..i].iter().find(|b| b.iss == a.iss) {
+            let span = r.issuers.as_ref().map_or(r.name.span(), Spanned::span);
+            errs.at(
+                span,
+                ctx,
+                format!(
+                    "field 'issuers': '{}' and '{}' have the same issuer '{}'",
+                    b.name, a.name, a.iss
+                ),
+            );
+        }
+    }
     let mut scopes = |v: &Option<Spanned<Vec<String>>>, field: &str| -> Vec<String> {
         let Some(l) = v else { return Vec::new() };
         if l.get_ref().is_empty() {

@@ -224,7 +224,7 @@ fn install(issuer: &Issuer, remote: &Remote, fetched: Fetched) {
     m.stale.set(0);
     issuer.keys.set(set);
     if let Some(path) = &remote.state_file {
-        if let Err(e) = persist(path, &body, fetched_at) {
+        if let Err(e) = persist(path, issuer, remote, &body, fetched_at) {
             tracing::warn!(issuer = %issuer.name, path = %path.display(), error = %e, "cannot persist key set");
         }
     }
@@ -237,7 +237,7 @@ fn enforce_max_stale(issuer: &Issuer, remote: &Remote, now: SystemTime) -> Optio
     if age >= remote.max_stale {
         tracing::error!(issuer = %issuer.name, age = ?age,
             "no successful key refresh within jwks_max_stale; failing closed");
-        issuer.keys.clear();
+        issuer.keys.clear_if(&set);
         issuer.metrics.keys.set(0);
         return None;
     }
@@ -257,19 +257,38 @@ fn mark_stale(issuer: &Issuer, lifetime: Duration) {
     }
 }
 
-/// The persisted form: when the set was fetched, and the document as the provider sent it.
+/// The persisted form: whose set it is and where it came from (a set persisted for another
+/// issuer or key location must never be loaded for this one), when it was fetched, and the
+/// document as the provider sent it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Persisted {
+    iss: String,
+    location: String,
     fetched_at: u64,
     jwks: Box<serde_json::value::RawValue>,
 }
 
+fn location(remote: &Remote) -> String {
+    match &remote.location {
+        Location::Jwks(u) => format!("jwks {u}"),
+        Location::Discovery(u) => format!("discovery {u}"),
+    }
+}
+
 /// Writes the set atomically: a temporary file in the same directory, then a rename.
-fn persist(path: &Path, body: &[u8], fetched_at: SystemTime) -> std::io::Result<()> {
+fn persist(
+    path: &Path,
+    issuer: &Issuer,
+    remote: &Remote,
+    body: &[u8],
+    fetched_at: SystemTime,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let jwks = serde_json::from_slice(body).map_err(std::io::Error::other)?;
     let doc = Persisted {
+        iss: issuer.iss.clone(),
+        location: location(remote),
         fetched_at: fetched_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -292,10 +311,15 @@ fn load_persisted(issuer: &Issuer, remote: &Remote) {
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<Persisted>(&b).map_err(|e| e.to_string()))
         .and_then(|p| {
-            let at = UNIX_EPOCH + Duration::from_secs(p.fetched_at);
-            let age = SystemTime::now()
-                .duration_since(at)
-                .unwrap_or(Duration::ZERO);
+            if p.iss != issuer.iss || p.location != location(remote) {
+                return Err("persisted set belongs to another issuer or key location".into());
+            }
+            let now = SystemTime::now();
+            let at = UNIX_EPOCH
+                .checked_add(Duration::from_secs(p.fetched_at))
+                .filter(|at| *at <= now + Duration::from_secs(60))
+                .ok_or("persisted set claims to be fetched in the future")?;
+            let age = now.duration_since(at).unwrap_or(Duration::ZERO);
             if age >= remote.max_stale {
                 return Err(format!(
                     "persisted set is {}s old, past jwks_max_stale",
@@ -339,10 +363,12 @@ pub async fn refetch_for_unknown_kid(issuer: &Issuer, kid: &str) -> bool {
         return false;
     }
     if !issuer.keys.claim_refetch(now, remote.refetch_cooldown) {
-        // Another request claimed this cooldown's refetch. If it is still in flight, wait for it
-        // by taking the fetch lock, then look again.
+        // Another request claimed this cooldown's refetch. If it is still in flight, share it by
+        // waiting for the fetch lock; if not, answer at once rather than queue behind nothing.
         issuer.metrics.refetch_suppressed.inc();
-        drop(issuer.keys.fetch_lock.lock().await);
+        if issuer.keys.fetching() {
+            drop(issuer.keys.fetch_lock.lock().await);
+        }
         let found = has_kid(issuer.keys.get());
         if !found {
             issuer.keys.remember_unknown(kid, now);
