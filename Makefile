@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench build release install clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -42,11 +42,25 @@ unit:
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
 
-bench: deps
+## Benchmarks: criterion micro-benchmarks of the hot path, then the end-to-end load benchmark
+## (one after the other, even under make -j: they would skew each other's figures).
+bench: bench-core
+	$(MAKE) --no-print-directory bench-load
+
+bench-core: deps
 	$(CARGO) bench --locked --bench core
 
-install: release
-	install -D -m 0755 target/release/tokengate $(DESTDIR)$(PREFIX)/bin/tokengate
+## wrk against the release gateway on loopback (installs wrk with apt-get if missing); writes
+## target/bench/load-report.md. ROUNDS, DURATION and the other knobs are in benches/load.sh.
+bench-load: deps
+	CARGO="$(CARGO)" bash benches/load.sh
+
+install: release install-files
+
+## The file-copying half of `install`, for a binary built elsewhere (BIN=...).
+BIN ?= target/release/tokengate
+install-files:
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tokengate
 	install -D -m 0644 systemd/tokengate.service $(DESTDIR)/etc/systemd/system/tokengate.service
 	@if [ -e $(DESTDIR)/etc/tokengate/tokengate.toml ]; then \
 	  echo "keeping existing $(DESTDIR)/etc/tokengate/tokengate.toml"; \
@@ -56,3 +70,16 @@ install: release
 
 clean:
 	$(CARGO) clean
+
+## Fuzzes every target for FUZZ_SECONDS (default 60) each with cargo-fuzz on a stable toolchain
+## (`--sanitizer none` needs no nightly); corpora grow in fuzz/corpus, crashes land in
+## fuzz/artifacts. Installs cargo-fuzz from crates.io when missing. See fuzz/README.md.
+FUZZ_TARGETS ?= token_verify path_normalise config_parse bearer_extract jwks_parse
+.PHONY: fuzz
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  $(CARGO) fuzz run $$t corpus/$$t seeds/$$t --sanitizer none -- \
+	    -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 || exit 1; \
+	done

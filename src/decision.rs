@@ -142,7 +142,7 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
 /// `X-Forwarded-Host` is never consulted: clients control it.
 fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection> {
     if let Some(auth) = req.uri.authority() {
-        return Ok(Some((normalise_host(auth.host())?, auth.port_u16())));
+        return Ok(Some((normalise_host(auth.host())?, port(auth)?)));
     }
     let mut hosts = req.headers.get_all(HOST).iter();
     let first = hosts.next();
@@ -156,10 +156,28 @@ fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection>
     let authority: http::uri::Authority = text
         .parse()
         .map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
-    Ok(Some((
-        normalise_host(authority.host())?,
-        authority.port_u16(),
-    )))
+    Ok(Some((normalise_host(authority.host())?, port(&authority)?)))
+}
+
+/// The port of an authority: absent, or digits forming a `u16`. RFC 9112 §3.2 requires a 400 for
+/// anything else (`:abc`, `:+80`, `:99999`, userinfo), which `Authority::port` would just ignore.
+fn port(authority: &http::uri::Authority) -> Result<Option<u16>, Rejection> {
+    let malformed = Rejection::BadTarget("Host header is malformed");
+    let text = authority.as_str();
+    if text.contains('@') {
+        return Err(malformed);
+    }
+    let rest = text
+        .strip_prefix(authority.host())
+        .ok_or(malformed.clone())?;
+    match rest.strip_prefix(':') {
+        None if rest.is_empty() => Ok(None),
+        Some("") => Ok(None),
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().map(Some).map_err(|_| malformed)
+        }
+        _ => Err(malformed),
+    }
 }
 
 /// Lower-cases a host and drops one trailing dot, refusing anything that is not a plain DNS name
