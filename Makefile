@@ -83,3 +83,11 @@ fuzz: deps
 	  $(CARGO) fuzz run $$t corpus/$$t seeds/$$t --sanitizer none -- \
 	    -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 || exit 1; \
 	done
+
+## Dependency advisories (RustSec). Needs the advisory database from github.com, which this
+## project's build machines cannot reach; run it where it can. Not part of `make test` for that
+## reason (see the README).
+.PHONY: audit
+audit:
+	@command -v cargo-audit >/dev/null 2>&1 || $(CARGO) install cargo-audit --locked
+	$(CARGO) audit
