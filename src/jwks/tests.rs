@@ -517,7 +517,10 @@ fn skipped_keys_do_not_count_towards_the_cap() {
     // Reasons are capped at 32 lines plus one line counting the rest, so a hostile set cannot
     // flood the log.
     assert_eq!(skipped.len(), 33);
-    assert_eq!(skipped.last().map(String::as_str), Some("32 more keys skipped"));
+    assert_eq!(
+        skipped.last().map(String::as_str),
+        Some("32 more keys skipped")
+    );
 }
 
 #[test]
