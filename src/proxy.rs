@@ -89,6 +89,12 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let runtime = self.runtime.load_full();
+        // pingora keeps an idle HTTP/1.1 connection open forever (or as long as the client's
+        // Keep-Alive header asks); cap the wait for the next request.
+        let cap = runtime.settings.keepalive_timeout.as_secs().max(1);
+        if session.get_keepalive().is_some_and(|t| t == 0 || t > cap) {
+            session.set_keepalive(Some(cap));
+        }
         let started = Instant::now();
         let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
         if let Some((issuer, kid)) = decision.key_miss.take() {

@@ -30,6 +30,8 @@ pub struct Settings {
     pub upgrade_sock: PathBuf,
     pub limits: HeaderLimits,
     pub tuning: Tuning,
+    /// How long an idle keep-alive connection waits for its next request.
+    pub keepalive_timeout: Duration,
 }
 
 /// pingora server tuning; defaults measured with `make bench` (see README, BENCHMARKS).

@@ -320,3 +320,42 @@ fn header_limits_that_cannot_hold_a_maximal_token_are_config_errors() {
     let (ok, err) = check("max_token_bytes = 4096\nmax_header_field_bytes = 4128");
     assert!(ok, "exactly max_token_bytes + 32 is allowed: {err}");
 }
+
+/// An idle keep-alive connection is closed after `keepalive_timeout`, whatever the client's
+/// `Keep-Alive` header asks for, so idle or stalled clients cannot hold connections forever.
+#[test]
+fn idle_keepalive_connections_are_closed_after_keepalive_timeout() {
+    use std::io::{Read, Write};
+    let echo = Echo::start();
+    let gw = Gateway::builder(format!(
+        "{}\n[[route]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"echo\"\nauth = \"none\"\n",
+        upstream_toml("echo", &[echo.addr()], "")
+    ))
+    .server_extra("keepalive_timeout = \"1s\"")
+    .start();
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET /x HTTP/1.1\r\nHost: {}\r\nKeep-Alive: timeout=3600\r\n\r\n",
+        gw.proxy_addr()
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "first request failed"
+    );
+    // Now idle: the gateway must close the connection after about a second, long before the
+    // client's 10 s read timeout.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let closed = conn.read_to_end(&mut rest).is_ok();
+    let waited = started.elapsed();
+    assert!(closed, "the connection was not closed by the gateway");
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "idle connection kept open for {waited:?}"
+    );
+}
