@@ -337,12 +337,19 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         log: LogSettings::default(),
         limits: header_limits(raw, max_token_bytes, errs),
         tuning: tuning(raw, errs),
-        keepalive_timeout: secs(&raw.keepalive_timeout).map_or(Duration::from_secs(60), |(d, span)| {
-            if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
-                errs.at(span, "server", "field 'keepalive_timeout': must be between 1s and 1h");
-            }
-            d
-        }),
+        keepalive_timeout: secs(&raw.keepalive_timeout).map_or(
+            Duration::from_secs(60),
+            |(d, span)| {
+                if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+                    errs.at(
+                        span,
+                        "server",
+                        "field 'keepalive_timeout': must be between 1s and 1h",
+                    );
+                }
+                d
+            },
+        ),
         // Whoever binds the upgrade socket receives the listeners, so by default it lives in the
         // state directory rather than a world-writable one.
         upgrade_sock: raw.upgrade_sock.as_ref().map_or_else(
