@@ -148,7 +148,16 @@ impl ClaimPath {
 
     /// Finds the claim in `claims`.
     pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
-        if let Some(v) = claims.get(&self.full) {
+        self.find(|name| claims.get(name))
+    }
+
+    /// Finds the claim in a verified token's retained claims.
+    pub fn lookup_in<'c>(&self, claims: &'c Claims) -> Option<&'c Value> {
+        self.find(|name| claims.get(name))
+    }
+
+    fn find<'c>(&self, get: impl Fn(&str) -> Option<&'c Value>) -> Option<&'c Value> {
+        if let Some(v) = get(&self.full) {
             return Some(v);
         }
         if self.segments.len() < 2 {
@@ -156,7 +165,47 @@ impl ClaimPath {
         }
         let (first, rest) = self.segments.split_first()?;
         rest.iter()
-            .try_fold(claims.get(first)?, |v, seg| v.as_object()?.get(seg))
+            .try_fold(get(first)?, |v, seg| v.as_object()?.get(seg))
+    }
+}
+
+/// A verified token's claims, kept as a short list: after pruning to what routes use, a token
+/// holds two or three claims, and a list costs a fraction of a map's node (this is per cached
+/// token, so it bounds the cache's memory).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims(Vec<(String, Value)>);
+
+impl Claims {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Keeps only the claims whose names satisfy `keep`, releasing the rest of the memory.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(n, _)| keep(n));
+        self.0.shrink_to_fit();
+    }
+}
+
+impl From<Map<String, Value>> for Claims {
+    fn from(map: Map<String, Value>) -> Self {
+        Claims(map.into_iter().collect())
+    }
+}
+
+impl From<Claims> for Map<String, Value> {
+    fn from(c: Claims) -> Self {
+        c.0.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&str> for Claims {
+    type Output = Value;
+
+    /// `Value::Null` for an absent claim, like indexing a `serde_json::Value`.
+    fn index(&self, name: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(name).unwrap_or(&NULL)
     }
 }
 

@@ -249,7 +249,7 @@ fn verified(
     }
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
-        .retain(|name, _| rt.retained_claims.iter().any(|r| r == name));
+        .retain(|name| rt.retained_claims.iter().any(|r| r == name));
     let v = Arc::new(v);
     rt.tokens.insert(key, Arc::clone(&v), by);
     Ok(v)
@@ -263,7 +263,7 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
         .forward_claims
         .iter()
         .filter_map(|(name, claim)| {
-            let text = match claim.lookup(&verified.claims)? {
+            let text = match claim.lookup_in(&verified.claims)? {
                 Value::String(s) => s.clone(),
                 Value::Array(items) => items
                     .iter()

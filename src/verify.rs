@@ -7,7 +7,7 @@
 //! Every rule is checked here against an injected `now`; none is delegated to the library's
 //! validation options. Key-bearing headers (`jku`, `x5u`, `jwk`, `x5c`) are never read.
 
-use crate::claims::{self, Parts};
+use crate::claims::{self, Claims, Parts};
 use crate::issuer::{normalise_typ, Issuer};
 use crate::jwks::{Fingerprint, Key, KeySet};
 use crate::reject::Rejection;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub issuer: Arc<Issuer>,
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
     pub exp: i64,
     pub iat: Option<i64>,
     pub nbf: Option<i64>,
@@ -175,7 +175,7 @@ fn check_claims(
         scopes: claims::scopes(&claims, &issuer.scope_claims),
         client: claims::client(&claims, &issuer.client_claims),
         issuer: Arc::clone(issuer),
-        claims,
+        claims: claims.into(),
         exp,
         iat,
         nbf,

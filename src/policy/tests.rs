@@ -41,7 +41,7 @@ fn token(scopes: &[&str], client: Option<&str>, claims: Value) -> Verified {
     };
     Verified {
         issuer: issuer(),
-        claims,
+        claims: claims.into(),
         exp: NOW + 590,
         iat: Some(NOW - 10),
         nbf: None,

@@ -794,7 +794,7 @@ fn genuine_token_verifies_and_exposes_its_claims() {
     assert_eq!(v.nbf, Some(NOW - 5));
     assert_eq!(v.scopes, vec!["admin", "read", "write"]);
     assert_eq!(v.client.as_deref(), Some("web"));
-    assert_eq!(Value::Object(v.claims), c);
+    assert_eq!(Value::Object(v.claims.into()), c);
 }
 
 #[test]
