@@ -69,6 +69,13 @@ pub struct Issuer {
     pub metrics: crate::metrics::IssuerMetrics,
 }
 
+impl Remote {
+    /// A key-set lifetime bounded to `[min_ttl, max_ttl]`.
+    pub fn clamp_ttl(&self, ttl: Duration) -> Duration {
+        ttl.clamp(self.min_ttl, self.max_ttl.max(self.min_ttl))
+    }
+}
+
 impl Issuer {
     /// Whether `other` speaks for the same issuer with keys from the same place, so that its
     /// key store can carry over a reload. File-sourced issuers never carry over: a reload is how

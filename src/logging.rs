@@ -4,6 +4,7 @@
 //! `run` logs JSON (or logfmt) as set in `[log]`; `RUST_LOG`, when set, overrides the level for
 //! debugging. `check` and `demo` print human-readable text.
 
+use crate::config::compile::log_settings;
 use crate::config::raw::RawLog;
 use crate::runtime::{LogFormat, LogSettings};
 use serde::Deserialize;
@@ -19,24 +20,11 @@ pub fn peek(path: &Path) -> LogSettings {
     struct LogOnly {
         log: Option<RawLog>,
     }
-    let mut out = LogSettings::default();
-    let Some(raw) = std::fs::read_to_string(path)
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|t| toml::from_str::<LogOnly>(&t).ok())
         .and_then(|c| c.log)
-    else {
-        return out;
-    };
-    if let Some(level) = raw.level {
-        out.level = level.into_inner();
-    }
-    if raw.format.as_ref().is_some_and(|f| f.get_ref() == "logfmt") {
-        out.format = LogFormat::Logfmt;
-    }
-    if let Some(a) = raw.access_log {
-        out.access_log = a;
-    }
-    out
+        .map_or_else(LogSettings::default, |raw| log_settings(&raw).0)
 }
 
 fn filter(level: &str) -> EnvFilter {

@@ -54,7 +54,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// Writes a rejection response. The body is small and complete, so it is sent in one go.
-async fn write(session: &mut Session, resp: &Response) -> Result<()> {
+async fn write(session: &mut Session, resp: Response) -> Result<()> {
     let mut h = ResponseHeader::build(resp.status, Some(5))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("cache-control", "no-store")?;
@@ -67,7 +67,7 @@ async fn write(session: &mut Session, resp: &Response) -> Result<()> {
     }
     session.write_response_header(Box::new(h), false).await?;
     session
-        .write_response_body(Some(Bytes::from(resp.body.clone())), true)
+        .write_response_body(Some(Bytes::from(resp.body)), true)
         .await
 }
 
@@ -122,7 +122,7 @@ impl ProxyHttp for Gateway {
                 {
                     session.set_keepalive(None);
                 }
-                write(session, &rejection.respond()).await?;
+                write(session, rejection.respond()).await?;
                 Ok(true)
             }
         }
@@ -202,11 +202,12 @@ impl ProxyHttp for Gateway {
         };
         ctx.reason = rejection.reason();
         let resp = rejection.respond();
-        if let Err(err) = write(session, &resp).await {
+        let status = resp.status;
+        if let Err(err) = write(session, resp).await {
             tracing::debug!(error = %err, "could not send the upstream error response");
         }
         FailToProxy {
-            error_code: resp.status,
+            error_code: status,
             can_reuse_downstream: false,
         }
     }

@@ -44,6 +44,8 @@ impl PathMatch {
     /// Whether every path `other` matches is also matched by `self`.
     fn covers(&self, other: &PathMatch) -> bool {
         match (self, other) {
+            // The compiler stores exact paths without a trailing slash, but a PathMatch built
+            // directly may keep one, and `/a` already matches `/a/`.
             (PathMatch::Exact(a), PathMatch::Exact(b)) => {
                 a == b || b.strip_suffix('/') == Some(a.as_str())
             }

@@ -446,16 +446,27 @@ fn tuning(raw: &RawServer, errs: &mut Errors<'_>) -> Tuning {
 }
 
 fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
-    let ctx = "log";
+    let Some(raw) = raw else {
+        return LogSettings::default();
+    };
+    let (settings, problems) = log_settings(raw);
+    for (span, message) in problems {
+        errs.at(span, "log", message);
+    }
+    settings
+}
+
+/// `[log]` as settings, with each problem found as (span, message). Shared with the logger's
+/// early peek at the file, so both read the section by the same rules.
+pub fn log_settings(raw: &RawLog) -> (LogSettings, Vec<(Range<usize>, String)>) {
     let mut out = LogSettings::default();
-    let Some(raw) = raw else { return out };
+    let mut problems = Vec::new();
     if let Some(level) = &raw.level {
         if tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err() {
-            errs.at(
+            problems.push((
                 level.span(),
-                ctx,
                 format!("field 'level': '{}' is not a log filter", level.get_ref()),
-            );
+            ));
         }
         out.level = level.get_ref().clone();
     }
@@ -463,17 +474,16 @@ fn compile_log(raw: Option<&RawLog>, errs: &mut Errors<'_>) -> LogSettings {
         match format.get_ref().as_str() {
             "json" => out.format = LogFormat::Json,
             "logfmt" => out.format = LogFormat::Logfmt,
-            other => errs.at(
+            other => problems.push((
                 format.span(),
-                ctx,
                 format!("field 'format': '{other}' is not \"json\" or \"logfmt\""),
-            ),
+            )),
         }
     }
     if let Some(a) = raw.access_log {
         out.access_log = a;
     }
-    out
+    (out, problems)
 }
 
 fn compile_issuer(

@@ -123,9 +123,7 @@ pub async fn keep_fresh(issuer: Arc<Issuer>) {
     let mut retry = FIRST_RETRY;
     let mut first = true;
     // The lifetime of the set in use: what the provider asked for, clamped.
-    let mut lifetime = issuer
-        .refresh
-        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
+    let mut lifetime = remote.clamp_ttl(issuer.refresh);
     if issuer.keys.get().is_some() {
         // Carried over a reload with keys: resume the schedule rather than fetch now.
         tokio::time::sleep(issuer.keys.until_scheduled(SystemTime::now())).await;
@@ -201,10 +199,7 @@ async fn refresh_once(
             return Err(e);
         }
     };
-    let ttl = fetched
-        .max_age
-        .unwrap_or(issuer.refresh)
-        .clamp(remote.min_ttl, remote.max_ttl.max(remote.min_ttl));
+    let ttl = remote.clamp_ttl(fetched.max_age.unwrap_or(issuer.refresh));
     install(issuer, remote, fetched);
     Ok(ttl)
 }
