@@ -3,6 +3,7 @@
 //! Nothing is spawned here: pingora starts every service after `run_forever`, which may fork.
 
 use crate::admin::Admin;
+use crate::head::HeadDeadline;
 use crate::jwks::refresh::Refresher;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -53,10 +54,13 @@ pub fn build(
     server.bootstrap();
     let shared = Arc::new(ArcSwap::from_pointee(runtime));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let gateway = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(Arc::clone(&shared), Arc::clone(&metrics)),
-        "proxy",
+    );
+    let mut proxy = Service::new(
+        "proxy".to_string(),
+        HeadDeadline::new(gateway, Arc::clone(&shared)),
     );
     for addr in &settings.listen {
         proxy.add_tcp(addr);

@@ -28,6 +28,7 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod duration;
+pub mod head;
 pub mod issuer;
 pub mod jwks;
 pub mod logging;

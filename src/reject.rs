@@ -16,6 +16,8 @@ pub enum Rejection {
     BadTarget(&'static str),
     /// The request head exceeds a configured limit (RFC 6585 §5).
     HeadersTooLarge(&'static str),
+    /// The request head did not arrive within `header_timeout` (slowloris).
+    HeaderTimeout,
     NoRoute,
     MissingToken,
     /// `Authorization` present but not a single well-formed bearer credential.
@@ -48,6 +50,7 @@ pub enum Reason {
     NoRoute,
     MissingToken,
     InvalidRequest,
+    HeaderTimeout,
     MalformedToken,
     BadSignature,
     Expired,
@@ -66,11 +69,12 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Ok,
         Reason::NoRoute,
         Reason::MissingToken,
         Reason::InvalidRequest,
+        Reason::HeaderTimeout,
         Reason::MalformedToken,
         Reason::BadSignature,
         Reason::Expired,
@@ -94,6 +98,7 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::MissingToken => "missing_token",
             Reason::InvalidRequest => "invalid_request",
+            Reason::HeaderTimeout => "header_timeout",
             Reason::MalformedToken => "malformed_token",
             Reason::BadSignature => "bad_signature",
             Reason::Expired => "expired",
@@ -150,6 +155,7 @@ impl Rejection {
         match self {
             BadPath(_) | BadTarget(_) | HeadersTooLarge(_) | BadAuthorization(_)
             | TokenTooLarge => Reason::InvalidRequest,
+            HeaderTimeout => Reason::HeaderTimeout,
             NoRoute => Reason::NoRoute,
             MissingToken => Reason::MissingToken,
             MalformedToken(_) => Reason::MalformedToken,
@@ -186,6 +192,12 @@ impl Rejection {
                 BadPath(e) => (400, None, "invalid_request", e.describe().to_string()),
                 BadTarget(d) => (400, None, "invalid_request", d.to_string()),
                 HeadersTooLarge(d) => (431, None, "invalid_request", d.to_string()),
+                HeaderTimeout => (
+                    408,
+                    None,
+                    "invalid_request",
+                    "the request head did not arrive in time".into(),
+                ),
                 NoRoute => (
                     404,
                     None,

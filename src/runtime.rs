@@ -32,6 +32,8 @@ pub struct Settings {
     pub tuning: Tuning,
     /// How long an idle keep-alive connection waits for its next request.
     pub keepalive_timeout: Duration,
+    /// How long a whole request head may take to arrive (slowloris bound).
+    pub header_timeout: Duration,
 }
 
 /// pingora server tuning; defaults measured with `make bench` (see README, BENCHMARKS).

@@ -359,3 +359,137 @@ fn idle_keepalive_connections_are_closed_after_keepalive_timeout() {
         "idle connection kept open for {waited:?}"
     );
 }
+
+/// A gateway with one open route to `echo` and the given `[server]` lines.
+fn open_gateway(echo: &Echo, server: &str) -> Gateway {
+    Gateway::builder(format!(
+        "{}\n[[route]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"echo\"\nauth = \"none\"\n",
+        upstream_toml("echo", &[echo.addr()], "")
+    ))
+    .server_extra(server)
+    .start()
+}
+
+/// Reads until the gateway closes the connection or `limit` passes; returns what arrived and
+/// whether the gateway closed it.
+fn read_until_closed(conn: &mut std::net::TcpStream, limit: std::time::Duration) -> (String, bool) {
+    use std::io::Read;
+    conn.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let closed = conn.read_to_end(&mut got).is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// Slowloris: a client that sends its head a byte at a time, each byte well inside any per-read
+/// timeout, is cut when the whole head has taken `header_timeout`, gets a JSON 408, and is never
+/// forwarded. The gateway keeps serving others, and counts the cut.
+#[test]
+fn a_head_dripped_byte_by_byte_is_cut_at_header_timeout() {
+    use std::io::Write;
+    let echo = Echo::start();
+    let gw = open_gateway(&echo, "header_timeout = \"1s\"");
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /slow HTTP/1.1\r\nHost: localhost\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    // 200 ms a byte: the head would take over 20 s to arrive.
+    for b in head {
+        if conn.write_all(&[*b]).is_err() || started.elapsed() > std::time::Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut probe = [0u8; 1];
+        conn.set_nonblocking(true).unwrap();
+        let peeked = conn.peek(&mut probe);
+        conn.set_nonblocking(false).unwrap();
+        if peeked.is_ok() {
+            break; // the gateway answered (or closed)
+        }
+    }
+    let (text, closed) = read_until_closed(&mut conn, std::time::Duration::from_secs(10));
+    let waited = started.elapsed();
+    assert!(closed, "the gateway did not close the connection: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(text.contains("\"invalid_request\""), "{text:?}");
+    assert!(
+        waited < std::time::Duration::from_secs(4),
+        "cut after {waited:?}, not about header_timeout (1 s)"
+    );
+    assert_eq!(echo.count(), 0, "a partial head was forwarded");
+    assert!(
+        gw.metrics()
+            .contains("reason=\"header_timeout\",route=\"-\"} 1"),
+        "the cut is not counted:\n{}",
+        gw.metrics()
+    );
+    let ok = client::get(gw.proxy_addr(), "/after");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+/// A connection that never sends a byte is closed after `header_timeout`.
+#[test]
+fn a_silent_connection_is_closed_at_header_timeout() {
+    let echo = Echo::start();
+    let gw = open_gateway(&echo, "header_timeout = \"1s\"");
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    let started = std::time::Instant::now();
+    let (text, closed) = read_until_closed(&mut conn, std::time::Duration::from_secs(10));
+    assert!(closed, "a silent connection was kept: {text:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "kept for {:?}",
+        started.elapsed()
+    );
+}
+
+/// Waiting between requests on a kept-alive connection is `keepalive_timeout`'s business:
+/// a pause longer than `header_timeout` before the next head does not cut it, and the next
+/// request is served on the same connection.
+#[test]
+fn idle_time_between_requests_does_not_count_against_header_timeout() {
+    use std::io::{Read, Write};
+    let echo = Echo::start();
+    let gw = open_gateway(
+        &echo,
+        "header_timeout = \"1s\"\nkeepalive_timeout = \"10s\"",
+    );
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = b"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for round in 0..2 {
+        conn.write_all(request).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text:?}");
+        if round == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(2000));
+        }
+    }
+    assert_eq!(echo.count(), 2);
+}
+
+/// A head that keeps coming without ending is refused with 431 once it passes
+/// `max_request_header_bytes`, before it is parsed and without waiting for the rest.
+#[test]
+fn an_endless_head_is_refused_at_the_byte_limit() {
+    use std::io::Write;
+    let echo = Echo::start();
+    let gw = open_gateway(
+        &echo,
+        "max_request_header_bytes = 20000\nmax_header_field_bytes = 16416\nheader_timeout = \"30s\"",
+    );
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    let mut raw = b"GET / HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    for i in 0..300 {
+        raw.extend_from_slice(format!("X-{i}: {}\r\n", "a".repeat(100)).as_bytes());
+    }
+    // No blank line: without the limit the gateway would wait for the rest.
+    let _ = conn.write_all(&raw);
+    let started = std::time::Instant::now();
+    let (text, closed) = read_until_closed(&mut conn, std::time::Duration::from_secs(10));
+    assert!(closed, "{text:?}");
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(echo.count(), 0);
+}

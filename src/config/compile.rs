@@ -254,6 +254,25 @@ fn secs(d: &Option<Spanned<ConfigDuration>>) -> Option<(Duration, Range<usize>)>
     d.as_ref().map(|s| (s.get_ref().0, s.span()))
 }
 
+/// A `[server]` timeout between 1 s and 1 h, or `default` when absent.
+fn bounded(
+    raw: &Option<Spanned<ConfigDuration>>,
+    field: &str,
+    default: Duration,
+    errs: &mut Errors<'_>,
+) -> Duration {
+    secs(raw).map_or(default, |(d, span)| {
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
+            errs.at(
+                span,
+                "server",
+                format!("field '{field}': must be between 1s and 1h"),
+            );
+        }
+        d
+    })
+}
+
 fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
     let ctx = "server";
     let default = RawServer::default();
@@ -337,18 +356,19 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         log: LogSettings::default(),
         limits: header_limits(raw, max_token_bytes, errs),
         tuning: tuning(raw, errs),
-        keepalive_timeout: secs(&raw.keepalive_timeout).map_or(
+        keepalive_timeout: bounded(
+            &raw.keepalive_timeout,
+            "keepalive_timeout",
             Duration::from_secs(60),
-            |(d, span)| {
-                if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&d) {
-                    errs.at(
-                        span,
-                        "server",
-                        "field 'keepalive_timeout': must be between 1s and 1h",
-                    );
-                }
-                d
-            },
+            errs,
+        ),
+        // nginx waits 60 s for a head, HAProxy's documented examples 10 s; a head is one or two
+        // packets, so 10 s only ever cuts clients that are stalling on purpose.
+        header_timeout: bounded(
+            &raw.header_timeout,
+            "header_timeout",
+            Duration::from_secs(10),
+            errs,
         ),
         // Whoever binds the upgrade socket receives the listeners, so by default it lives in the
         // state directory rather than a world-writable one.

@@ -48,6 +48,7 @@ pub struct RawServer {
     pub max_header_field_bytes: Option<Spanned<usize>>,
     pub work_stealing: Option<bool>,
     pub keepalive_timeout: Option<Spanned<ConfigDuration>>,
+    pub header_timeout: Option<Spanned<ConfigDuration>>,
     pub upstream_keepalive_pool_size: Option<Spanned<usize>>,
     pub listener_tasks_per_fd: Option<Spanned<usize>>,
 }

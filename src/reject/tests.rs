@@ -189,6 +189,13 @@ fn table() -> Vec<(Rejection, u16, Challenge, &'static str, Reason)> {
             "gateway_timeout",
             Reason::UpstreamError,
         ),
+        (
+            HeaderTimeout,
+            408,
+            C::None,
+            "invalid_request",
+            Reason::HeaderTimeout,
+        ),
     ]
 }
 
@@ -196,7 +203,7 @@ fn table() -> Vec<(Rejection, u16, Challenge, &'static str, Reason)> {
 fn _every_variant_is_in_the_table(r: &Rejection) {
     use Rejection::*;
     match r {
-        BadPath(_) | BadTarget(_) | HeadersTooLarge(_) | NoRoute | MissingToken
+        BadPath(_) | BadTarget(_) | HeadersTooLarge(_) | HeaderTimeout | NoRoute | MissingToken
         | BadAuthorization(_) | TokenTooLarge | MalformedToken(_) | AlgorithmNotAllowed
         | BadSignature | UnknownKey | WrongIssuer | WrongAudience | WrongType | Expired
         | NotYetValid | IssuedInFuture | LifetimeExceeded(_) | TooOld(_) | KeysUnavailable
