@@ -5,6 +5,7 @@
 //! rejection. The proxy only sequences IO around it.
 
 use crate::cache;
+use crate::claims::{ClaimPath, Claims};
 use crate::issuer::Issuer;
 use crate::path;
 use crate::policy;
@@ -250,32 +251,44 @@ fn verified(
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
         .retain(|name| rt.retained_claims.iter().any(|r| r == name));
+    v.rendered = rt
+        .forwarded_claims
+        .iter()
+        .map(|c| render(c, &v.claims))
+        .collect();
     let v = Arc::new(v);
     rt.tokens.insert(key, Arc::clone(&v), by);
     Ok(v)
 }
 
-/// The `forward_claims` headers for a verified token. A claim that is absent, or whose value
-/// cannot be a header value (CR, LF, NUL...), is not sent: the upstream must treat a missing
-/// header as "no claim", and an injected line break must never reach it.
+/// The `forward_claims` headers for a verified token, from the values rendered when it was
+/// verified.
 fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
     route
         .forward_claims
         .iter()
-        .filter_map(|(name, claim)| {
-            let text = match claim.lookup_in(&verified.claims)? {
-                Value::String(s) => s.clone(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                Value::Null => return None,
-                other => other.to_string(),
-            };
-            HeaderValue::from_str(&text).ok().map(|v| (name.clone(), v))
+        .filter_map(|f| {
+            let value = verified.rendered.get(f.slot)?.clone()?;
+            Some((f.header.clone(), value))
         })
         .collect()
+}
+
+/// A claim's header value. A claim that is absent, or whose value cannot be a header value (CR,
+/// LF, NUL...), gives `None` and is not sent: the upstream must treat a missing header as "no
+/// claim", and an injected line break must never reach it.
+fn render(claim: &ClaimPath, claims: &Claims) -> Option<HeaderValue> {
+    let text = match claim.lookup_in(claims)? {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null => return None,
+        other => other.to_string(),
+    };
+    HeaderValue::from_str(&text).ok()
 }
 
 #[cfg(test)]

@@ -143,13 +143,15 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(runtime), Some(route), Some(permit)) = (&ctx.runtime, &ctx.route, &ctx.permit)
+        let (Some(runtime), Some(route), Some(permit)) =
+            (&ctx.runtime, &ctx.route, &mut ctx.permit)
         else {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a permit");
         };
         runtime.identity.strip(req);
-        for (name, value) in &permit.headers {
-            req.insert_header(name.clone(), value.clone())?;
+        // Moved, not cloned: nothing after this reads them.
+        for (name, value) in std::mem::take(&mut permit.headers) {
+            req.insert_header(name, value)?;
         }
         if route.strip_authorization {
             req.remove_header("authorization");

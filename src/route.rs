@@ -67,6 +67,16 @@ pub enum Auth {
     },
 }
 
+/// One `forward_claims` entry.
+#[derive(Debug, Clone)]
+pub struct ForwardClaim {
+    pub header: HeaderName,
+    pub claim: ClaimPath,
+    /// Index of `claim` in [`crate::runtime::Runtime::forwarded_claims`], where each verified
+    /// token keeps its header value rendered once.
+    pub slot: usize,
+}
+
 /// One compiled `[[route]]`.
 #[derive(Debug)]
 pub struct Route {
@@ -78,8 +88,8 @@ pub struct Route {
     pub path: PathMatch,
     pub upstream: Arc<Upstream>,
     pub auth: Auth,
-    /// Header to set on the upstream request, and the claim it carries.
-    pub forward_claims: Vec<(HeaderName, ClaimPath)>,
+    /// Headers to set on the upstream request from verified claims.
+    pub forward_claims: Vec<ForwardClaim>,
     pub strip_authorization: bool,
     pub metrics: RouteMetrics,
 }

@@ -4,6 +4,7 @@
 //! that swaps the runtime never mixes two configs within one request.
 
 use crate::cache::TokenCache;
+use crate::claims::ClaimPath;
 use crate::issuer::Issuer;
 use crate::metrics::RouteMetrics;
 use crate::route::Router;
@@ -120,6 +121,9 @@ pub struct Runtime {
     /// The only claims kept from a verified token: those some route forwards or requires, and
     /// `sub` for the access log. Everything else is dropped before caching, to bound memory.
     pub retained_claims: Vec<String>,
+    /// Every claim some route forwards, once each: a verified token renders their header values
+    /// when it is verified, so cache hits forward them without building strings.
+    pub forwarded_claims: Vec<ClaimPath>,
 }
 
 impl Runtime {

@@ -26,6 +26,9 @@ pub struct Verified {
     /// Granted scopes, sorted and deduplicated.
     pub scopes: Vec<String>,
     pub client: Option<String>,
+    /// The header value of each of the runtime's `forwarded_claims` (by slot), rendered once at
+    /// verification; `None` where the claim is absent or cannot be a header value.
+    pub rendered: Vec<Option<http::HeaderValue>>,
 }
 
 /// Verifies `token` for a route that trusts `issuers`, at unix time `now` (seconds).
@@ -179,6 +182,7 @@ fn check_claims(
         exp,
         iat,
         nbf,
+        rendered: Vec::new(),
     })
 }
 

@@ -14,7 +14,7 @@ use crate::jwks::{self, KeyStore};
 use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::path;
 use crate::policy::Policy;
-use crate::route::{Auth, PathMatch, Route, Router};
+use crate::route::{Auth, ForwardClaim, PathMatch, Route, Router};
 use crate::runtime::{HeaderLimits, LogFormat, LogSettings, Runtime, Settings, Tuning};
 use crate::upstream::{IdentityHeaders, Upstream};
 use http::{HeaderName, Method};
@@ -137,6 +137,7 @@ pub fn compile(
     let mut routes: Vec<Arc<Route>> = Vec::new();
     let mut route_names: HashMap<String, usize> = HashMap::new();
     let mut forwarded: Vec<HeaderName> = Vec::new();
+    let mut forwarded_claims: Vec<ClaimPath> = Vec::new();
     for (i, spanned) in raw.route.iter().enumerate() {
         let r = spanned.get_ref();
         let ctx = format!("route #{} '{}'", i + 1, r.name.get_ref());
@@ -158,7 +159,7 @@ pub fn compile(
                 ),
             );
         }
-        let Some(route) = compile_route(
+        let Some(mut route) = compile_route(
             r,
             &ctx,
             &issuers,
@@ -180,10 +181,17 @@ pub fn compile(
                 ),
             );
         }
-        for (h, _) in &route.forward_claims {
-            if !forwarded.contains(h) {
-                forwarded.push(h.clone());
+        for f in &mut route.forward_claims {
+            if !forwarded.contains(&f.header) {
+                forwarded.push(f.header.clone());
             }
+            f.slot = match forwarded_claims.iter().position(|c| *c == f.claim) {
+                Some(slot) => slot,
+                None => {
+                    forwarded_claims.push(f.claim.clone());
+                    forwarded_claims.len() - 1
+                }
+            };
         }
         routes.push(Arc::new(route));
     }
@@ -210,6 +218,7 @@ pub fn compile(
         hash: 0,
         tokens: TokenCache::new(settings.token_cache_capacity),
         retained_claims,
+        forwarded_claims,
         settings,
     })
 }
@@ -226,7 +235,7 @@ fn retained_claims(routes: &[Arc<Route>]) -> Vec<String> {
         }
     };
     for route in routes {
-        route.forward_claims.iter().for_each(|(_, c)| keep(c));
+        route.forward_claims.iter().for_each(|f| keep(&f.claim));
         if let Auth::Jwt { policy, .. } = &route.auth {
             policy.claims.iter().for_each(|(c, _)| keep(c));
         }
@@ -1192,7 +1201,7 @@ fn compile_forward_claims(
     r: &RawRoute,
     ctx: &str,
     errs: &mut Errors<'_>,
-) -> Vec<(HeaderName, ClaimPath)> {
+) -> Vec<ForwardClaim> {
     let Some(map) = &r.forward_claims else {
         return Vec::new();
     };
@@ -1206,7 +1215,12 @@ fn compile_forward_claims(
                     format!("field 'forward_claims': '{header}' cannot carry a claim"),
                 );
             }
-            Ok(h) if !claim.is_empty() => out.push((h, ClaimPath::new(claim))),
+            Ok(h) if !claim.is_empty() => out.push(ForwardClaim {
+                header: h,
+                claim: ClaimPath::new(claim),
+                // Assigned once every route is compiled.
+                slot: 0,
+            }),
             Ok(_) => errs.at(
                 map.span(),
                 ctx,

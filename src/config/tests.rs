@@ -213,7 +213,7 @@ auth = "none"
     let mut headers: Vec<_> = admin
         .forward_claims
         .iter()
-        .map(|(h, c)| (h.as_str(), c.as_str()))
+        .map(|f| (f.header.as_str(), f.claim.as_str()))
         .collect();
     headers.sort_unstable();
     assert_eq!(headers, [("x-gw-sub", "sub"), ("x-user", "sub")]);

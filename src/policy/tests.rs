@@ -47,6 +47,7 @@ fn token(scopes: &[&str], client: Option<&str>, claims: Value) -> Verified {
         nbf: None,
         scopes,
         client: client.map(str::to_string),
+        rendered: Vec::new(),
     }
 }
 
