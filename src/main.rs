@@ -7,6 +7,12 @@ use tokengate::cli::{Cli, Command};
 use tokengate::metrics::Metrics;
 use tokengate::{app, config, demo, logging};
 
+/// mimalloc instead of glibc malloc: a proxied request allocates and frees dozens of small
+/// buffers, and under load glibc spent a sixth of the gateway's CPU in malloc, free and
+/// consolidation (perf, `make bench-load`); the README's BENCHMARKS section has the A/B figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {

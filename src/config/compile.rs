@@ -1197,11 +1197,7 @@ fn compile_jwt(
     })
 }
 
-fn compile_forward_claims(
-    r: &RawRoute,
-    ctx: &str,
-    errs: &mut Errors<'_>,
-) -> Vec<ForwardClaim> {
+fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec<ForwardClaim> {
     let Some(map) = &r.forward_claims else {
         return Vec::new();
     };
