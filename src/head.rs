@@ -92,8 +92,14 @@ pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, bounds: Bounds) -> 
 /// Whether `buf` holds the empty line that ends a head (`\n\n` or `\n\r\n`), looking from
 /// `from`. httparse accepts bare LF line endings, so both spellings must count; finding one is
 /// necessary for pingora to see a complete head, so an answer of "no" is never premature.
+/// Empty lines before the request line are skipped, as httparse skips them (RFC 9112 §2.2):
+/// otherwise a client could open with a blank line and then drip the real head past the deadline.
 fn head_ends(buf: &[u8], from: usize) -> bool {
-    let mut rest = &buf[from.min(buf.len())..];
+    let leading = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let mut rest = &buf[from.max(leading).min(buf.len())..];
     while let Some(i) = rest.iter().position(|&b| b == b'\n') {
         rest = &rest[i + 1..];
         match rest {

@@ -493,3 +493,21 @@ fn an_endless_head_is_refused_at_the_byte_limit() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(echo.count(), 0);
 }
+
+/// Blank lines before the request line (which HTTP/1.1 parsers skip) do not count as the end of
+/// the head: a client opening with them and then stalling is still cut at `header_timeout`.
+#[test]
+fn leading_blank_lines_do_not_lift_the_header_deadline() {
+    use std::io::Write;
+    let echo = Echo::start();
+    let gw = open_gateway(&echo, "header_timeout = \"1s\"");
+    let mut conn = std::net::TcpStream::connect(gw.proxy_addr()).unwrap();
+    conn.write_all(b"\r\n\r\nGET /slow HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (text, closed) = read_until_closed(&mut conn, std::time::Duration::from_secs(10));
+    assert!(closed, "{text:?}");
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(echo.count(), 0);
+}

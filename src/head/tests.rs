@@ -21,6 +21,9 @@ fn head_end_needs_an_empty_line_in_either_spelling() {
     assert!(!head_ends(b"GET / HTTP/1.1\r\nHost: a\r\n", 0));
     assert!(!head_ends(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0));
     assert!(!head_ends(b"", 0));
+    // Blank lines before the request line do not end anything.
+    assert!(!head_ends(b"\r\n\r\n\n\nGET / HTTP/1.1\r\n", 0));
+    assert!(head_ends(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0));
     // Resuming past the start still finds a terminator that began before `from`.
     let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     assert!(head_ends(buf, buf.len() - 3));
