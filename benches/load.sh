@@ -12,18 +12,23 @@
 # KEEP_TMP=1 keeps the work directory (configs, tokens, logs, raw wrk output).
 #
 # Setup, all on 127.0.0.1: an upstream (examples/bench_upstream, hyper, one thread), the gateway
-# (`threads = 1`, default token cache) and a second gateway with `token_cache_capacity = 0` for the
-# uncached scenario. Gateways are pinned to core 0, wrk and the upstream to core 1.
+# (`threads = 1`, default token cache), a second gateway with `token_cache_capacity = 0` for the
+# uncached scenario, and a bare pingora 0.9 passthrough (examples/bare_pingora: pingora's
+# defaults, system allocator) as the reference. The three proxies are pinned to core 0, wrk and
+# the upstream to core 1.
 #
 # Scenarios, each measured with `wrk -t1 -c$CONNS -d${DURATION}s --latency`:
-#   P     GET /p, route auth = "none", no token (the proxy without JWT work)
+#   P     GET /p with J1's token, route auth = "none" forwarding Authorization: the same request
+#         as J1 through the same binary, without the JWT work (the passthrough limit)
 #   J1    GET /j, one token repeated (verified-token cache hit every time)
 #   J10k  GET /j, $POOL distinct tokens round-robin
 #   JU    GET /j, the same $POOL tokens on the gateway whose cache is disabled (every request
 #         parses and verifies an RS256 signature)
-# ROUNDS rounds of P J1 P J10k P JU (alternating, so drift hits every scenario alike); the report
-# gives medians per scenario, the ratios to P, and PASS/MISS against the targets. Then the main
-# gateway gets $FILL_COUNT distinct tokens once each and its VmRSS is read.
+#   B     GET /p with J1's token through the bare pingora passthrough
+#   P0    GET /p without a token (what a tokenless request costs the gateway)
+# ROUNDS rounds of P J1 P J10k P JU P B P0 (alternating, so drift hits every scenario alike); the
+# report gives medians per scenario, the ratios to P and to B, and PASS/MISS against the targets.
+# Then the main gateway gets $FILL_COUNT distinct tokens once each and its VmRSS is read.
 #
 # Output: a markdown report on stdout and in target/bench/load-report.md; the per-round raw
 # figures in target/bench/load-results.tsv.
@@ -49,6 +54,7 @@ GW_ADMIN=19090
 UP_PORT=18081
 GWU_PORT=18082
 GWU_ADMIN=19091
+BARE_PORT=18083
 CACHE_CAPACITY=100000
 
 REPORT_DIR="$ROOT/target/bench"
@@ -193,16 +199,17 @@ metric() {
   curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
 }
 
-for p in $GW_PORT $GW_ADMIN $UP_PORT $GWU_PORT $GWU_ADMIN; do
+for p in $GW_PORT $GW_ADMIN $UP_PORT $GWU_PORT $GWU_ADMIN $BARE_PORT; do
   port_busy "$p" && die "127.0.0.1:$p is already in use"
 done
 
 # ---------------------------------------------------------------------------------------------
 # Build, keys, tokens, configs.
 
-log "building (release): tokengate, bench_upstream, mint_tokens"
-"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens
+log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
+"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
 BIN="$ROOT/target/release/tokengate"
+BARE_BIN="$ROOT/target/release/examples/bare_pingora"
 UPSTREAM_BIN="$ROOT/target/release/examples/bench_upstream"
 MINT_BIN="$ROOT/target/release/examples/mint_tokens"
 
@@ -258,6 +265,11 @@ start_bg gateway-nocache "${PIN_GW[@]}" "$BIN" run --config "$TMP/gateway-nocach
 GWU_PID=$LAST_PID
 wait_http "http://127.0.0.1:$GW_ADMIN/readyz" gateway "$GW_PID"
 wait_http "http://127.0.0.1:$GWU_ADMIN/readyz" gateway-nocache "$GWU_PID"
+start_bg bare-pingora "${PIN_GW[@]}" "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+BARE_PID=$LAST_PID
+wait_http "http://127.0.0.1:$BARE_PORT/p" bare-pingora "$BARE_PID"
+# Every process pinned to core 0, for telling their CPU apart from other load there.
+CORE0_PIDS=("$GW_PID" "$GWU_PID" "$BARE_PID")
 RSS_IDLE_KIB=$(vmrss_kib "$GW_PID")
 
 # expect_status WANT URL [TOKEN]
@@ -272,6 +284,8 @@ expect_status() {
 }
 TOKEN1=$(cat "$TMP/tokens-1.txt")
 expect_status 200 "http://127.0.0.1:$GW_PORT/p"
+expect_status 200 "http://127.0.0.1:$GW_PORT/p" "$TOKEN1"
+expect_status 200 "http://127.0.0.1:$BARE_PORT/p" "$TOKEN1"
 expect_status 401 "http://127.0.0.1:$GW_PORT/j"
 expect_status 200 "http://127.0.0.1:$GW_PORT/j" "$TOKEN1"
 expect_status 401 "http://127.0.0.1:$GW_PORT/j" "${TOKEN1%?????}AAAAA"
@@ -342,9 +356,16 @@ run_wrk() {
 # field NAME FILE: value of NAME=... on the RESULT line
 field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
-# measure SCENARIO ROUND PORT PID OTHER_GATEWAY_PID PATH TOKENS_FILE
+# core0_ticks: CPU ticks of every benchmark process pinned to core 0
+core0_ticks() {
+  local t=0 p
+  for p in "${CORE0_PIDS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+
+# measure SCENARIO ROUND PORT PID PATH TOKENS_FILE
 measure() {
-  local sc=$1 round=$2 port=$3 pid=$4 other=$5 path=$6 tokens=$7
+  local sc=$1 round=$2 port=$3 pid=$4 path=$5 tokens=$6
   local out="$TMP/wrk-$sc-$round.out"
   export BENCH_PATH=$path BENCH_TOKENS=$tokens
   wait_quiet
@@ -353,12 +374,12 @@ measure() {
   EXTRA_ERRORS=$((EXTRA_ERRORS + $(field errors "$TMP/warmup.out")))
 
   # Gateway CPU from /proc/PID/stat; per-core busy time from /proc/stat; what else ran on each
-  # core = busy - (gateways) on core 0, busy - (wrk + upstream) on core 1. wrk's CPU comes from
+  # core = busy - (the three proxies) on core 0, busy - (wrk + upstream) on core 1. wrk's CPU comes from
   # the shell's children times (`times`, counted when wrk is waited for).
   local c0 c1 o0 o1 u0 u1 w0 w1 a0 a1
   read -r -a a0 <<<"$(core_jiffies 0) $(core_jiffies 1)"
   c0=$(cpu_ticks "$pid")
-  o0=$(cpu_ticks "$other")
+  o0=$(core0_ticks)
   u0=$(cpu_ticks "$UP_PID")
   children_ms
   w0=$CHILD_MS
@@ -366,7 +387,7 @@ measure() {
   children_ms
   w1=$CHILD_MS
   c1=$(cpu_ticks "$pid")
-  o1=$(cpu_ticks "$other")
+  o1=$(core0_ticks)
   u1=$(cpu_ticks "$UP_PID")
   read -r -a a1 <<<"$(core_jiffies 0) $(core_jiffies 1)"
 
@@ -376,14 +397,14 @@ measure() {
   ((req > 0)) || die "$sc: no requests completed"
   awk -v sc="$sc" -v r="$round" -v rps="$(field rps "$out")" -v p50="$(field p50_us "$out")" \
     -v p99="$(field p99_us "$out")" -v n2="$(field non2xx "$out")" -v er="$(field errors "$out")" \
-    -v req="$req" -v dur="$dur" -v dt="$((c1 - c0))" -v dother="$((o1 - o0))" -v hz="$CLK_TCK" \
+    -v req="$req" -v dur="$dur" -v dt="$((c1 - c0))" -v dcore0="$((o1 - o0))" -v hz="$CLK_TCK" \
     -v dup="$((u1 - u0))" -v dwrk_ms="$((w1 - w0))" \
     -v b0="$((a1[0] - a0[0]))" -v t0="$((a1[1] - a0[1]))" -v b1="$((a1[2] - a0[2]))" -v t1="$((a1[3] - a0[3]))" \
     'BEGIN {
       secs = t0 / hz  # the sampled window, a little longer than wrk duration
       core0 = (t0 > 0 ? 100 * b0 / t0 : 0)
       core1 = (t1 > 0 ? 100 * b1 / t1 : 0)
-      other0 = core0 - (secs > 0 ? 100 * (dt + dother) / hz / secs : 0)
+      other0 = core0 - (secs > 0 ? 100 * dcore0 / hz / secs : 0)
       other1 = core1 - (secs > 0 ? 100 * (dup / hz + dwrk_ms / 1000) / secs : 0)
       printf "%s\t%s\t%.1f\t%d\t%d\t%.2f\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n", sc, r, rps, p50, p99,
         dt * 1e6 / hz / req, n2, er, req, 100 * dt / hz / (dur / 1e6), core0, core1,
@@ -394,14 +415,17 @@ measure() {
       $2, $1, $3, $4 / 1000, $5 / 1000, $6, $10, $11, $13, $12, $14, $7, $8 }' >&2
 }
 
-log "rounds: $ROUNDS x (P J1 P J10k P JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS"
+log "rounds: $ROUNDS x (P J1 P J10k P JU P B P0), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS"
 for ((round = 1; round <= ROUNDS; round++)); do
-  measure P "$round" $GW_PORT "$GW_PID" "$GWU_PID" /p ""
-  measure J1 "$round" $GW_PORT "$GW_PID" "$GWU_PID" /j "$TMP/tokens-1.txt"
-  measure P "$round" $GW_PORT "$GW_PID" "$GWU_PID" /p ""
-  measure J10k "$round" $GW_PORT "$GW_PID" "$GWU_PID" /j "$TMP/tokens-pool.txt"
-  measure P "$round" $GW_PORT "$GW_PID" "$GWU_PID" /p ""
-  measure JU "$round" $GWU_PORT "$GWU_PID" "$GW_PID" /j "$TMP/tokens-pool.txt"
+  measure P "$round" $GW_PORT "$GW_PID" /p "$TMP/tokens-1.txt"
+  measure J1 "$round" $GW_PORT "$GW_PID" /j "$TMP/tokens-1.txt"
+  measure P "$round" $GW_PORT "$GW_PID" /p "$TMP/tokens-1.txt"
+  measure J10k "$round" $GW_PORT "$GW_PID" /j "$TMP/tokens-pool.txt"
+  measure P "$round" $GW_PORT "$GW_PID" /p "$TMP/tokens-1.txt"
+  measure JU "$round" $GWU_PORT "$GWU_PID" /j "$TMP/tokens-pool.txt"
+  measure P "$round" $GW_PORT "$GW_PID" /p "$TMP/tokens-1.txt"
+  measure B "$round" $BARE_PORT "$BARE_PID" /p "$TMP/tokens-1.txt"
+  measure P0 "$round" $GW_PORT "$GW_PID" /p ""
 done
 ENTRIES_BEFORE_FILL=$(metric $GW_ADMIN tokengate_token_cache_entries || echo "?")
 JU_ENTRIES=$(metric $GWU_ADMIN tokengate_token_cache_entries || echo "?")
@@ -466,7 +490,7 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 # verdict CONDITION (awk expression): PASS or MISS
 verdict() { awk "BEGIN { print (($1) ? \"PASS\" : \"MISS\") }"; }
 
-for s in P J1 J10k JU; do
+for s in P J1 J10k JU B P0; do
   declare "RPS_$s=$(med "$s" 3)" "P50_$s=$(med "$s" 4)" "P99_$s=$(med "$s" 5)" \
     "CPU_$s=$(med "$s" 6)" "GWPCT_$s=$(med "$s" 10)" "OTH0_$s=$(med "$s" 13)" "OTH1_$s=$(med "$s" 14)" \
     "N2_$s=$(sum "$s" 7)" "ER_$s=$(sum "$s" 8)" "REQ_$s=$(sum "$s" 9)"
@@ -476,8 +500,8 @@ done
 # about the neighbours than about the gateway.
 DISTURBED=$(awk -F'\t' 'NR > 1 && ($13 > 15 || $14 > 15) { n++ } END { print n + 0 }' "$RESULTS")
 MEASUREMENTS=$(($(wc -l <"$RESULTS") - 1))
-TOTAL_NON2XX=$((N2_P + N2_J1 + N2_J10k + N2_JU + EXTRA_NON2XX))
-TOTAL_ERRORS=$((ER_P + ER_J1 + ER_J10k + ER_JU + EXTRA_ERRORS))
+TOTAL_NON2XX=$((N2_P + N2_J1 + N2_J10k + N2_JU + N2_B + N2_P0 + EXTRA_NON2XX))
+TOTAL_ERRORS=$((ER_P + ER_J1 + ER_J10k + ER_JU + ER_B + ER_P0 + EXTRA_ERRORS))
 RSS_FILL_MIB=$(calc "%.1f" "$RSS_FILL_KIB / 1024")
 P99_DELTA_MS=$(calc "%.3f" "($P99_J10k - $P99_P) / 1000")
 
@@ -515,7 +539,8 @@ target() { # label measured target condition [nocaveat]
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); tokengate revision \`$REV\`"
   echo "- Machine: $NPROC CPUs, $CPU_MODEL; kernel $KERNEL"
   echo "- Command: \`$COMMAND\` (from \`$ROOT\`)"
-  echo "- Each measurement: \`wrk -t1 -c$CONNS -d${DURATION}s --latency -s benches/load/bench.lua\` after a ${WARMUP}s warm-up; $ROUNDS rounds of P J1 P J10k P JU; figures are medians over the measurements of each scenario (P is measured 3 times per round)"
+  echo "- Each measurement: \`wrk -t1 -c$CONNS -d${DURATION}s --latency -s benches/load/bench.lua\` after a ${WARMUP}s warm-up; $ROUNDS rounds of P J1 P J10k P JU P B P0; figures are medians over the measurements of each scenario (P is measured 4 times per round)"
+  echo "- B: examples/bare_pingora, a pingora 0.9 passthrough with pingora's default settings and the system allocator, on the same core, upstream and requests as P"
   echo "- Pinning: $PINNING. Gateway \`threads = 1\`, access log \`$ACCESS_LOG\` (ACCESS_LOG=true includes it; it costs P and J alike, so leaving it out gives the stricter ratios), upstream: examples/bench_upstream (hyper, 1 thread, 200 with a 3-byte body)"
   echo "- Tokens: RS256 (2048-bit fixture key), minted by examples/mint_tokens; route /j checks \`scopes_all\`, \`max_token_lifetime\` and forwards two claims"
   echo "- JU: $JU_HOW"
@@ -533,16 +558,22 @@ target() { # label measured target condition [nocaveat]
   fi
   echo "| scenario | what | req/s | req/s range | p50 ms | p99 ms | gateway CPU us/req | gateway CPU | other load core 0 / core 1 | non-2xx | socket errors |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  row P "GET /p, auth none, no token"
+  row P "GET /p with J1's token, auth none"
   row J1 "GET /j, 1 token repeated"
   row J10k "GET /j, $POOL tokens round-robin"
   row JU "GET /j, cache disabled"
+  row B "bare pingora, GET /p with J1's token"
+  row P0 "GET /p, auth none, no token"
   echo
-  echo "| ratio to P | req/s | CPU/request |"
+  echo "| ratio | req/s | CPU/request |"
   echo "|---|---:|---:|"
-  for s in J1 J10k JU; do
+  for s in J1 J10k JU B P0; do
     eval "r=\$RPS_$s c=\$CPU_$s"
     printf '| %s/P | %.3f | %.3f |\n' "$s" "$(calc %.6f "$r/$RPS_P")" "$(calc %.6f "$c/$CPU_P")"
+  done
+  for s in P J1 J10k JU; do
+    eval "r=\$RPS_$s c=\$CPU_$s"
+    printf '| %s/B | %.3f | %.3f |\n' "$s" "$(calc %.6f "$r/$RPS_B")" "$(calc %.6f "$c/$CPU_B")"
   done
   printf '| p99(J10k) - p99(P) | %s ms | |\n' "$P99_DELTA_MS"
   echo
@@ -556,6 +587,8 @@ target() { # label measured target condition [nocaveat]
   target "J10k CPU/request vs P" "$(calc %.3f "$CPU_J10k/$CPU_P")" "<= 1.10" "$CPU_J10k <= 1.10 * $CPU_P"
   target "JU req/s vs P" "$(calc %.3f "$RPS_JU/$RPS_P")" ">= 0.60" "$RPS_JU >= 0.6 * $RPS_P"
   target "p99(J10k) - p99(P)" "$P99_DELTA_MS ms" "<= 0.3 ms" "$P99_DELTA_MS <= 0.3"
+  target "J1 CPU/request vs bare pingora (B)" "$(calc %.3f "$CPU_J1/$CPU_B")" "<= 1.10" "$CPU_J1 <= 1.10 * $CPU_B"
+  target "J10k CPU/request vs bare pingora (B)" "$(calc %.3f "$CPU_J10k/$CPU_B")" "<= 1.10" "$CPU_J10k <= 1.10 * $CPU_B"
   target "VmRSS with $FILL_COUNT tokens cached" "$RSS_FILL_MIB MiB" "<= 150 MiB" "$RSS_FILL_MIB <= 150" nocaveat
   target "non-2xx + socket errors (all runs, warm-ups and fill included)" "$TOTAL_NON2XX + $TOTAL_ERRORS" "0" "$TOTAL_NON2XX + $TOTAL_ERRORS == 0" nocaveat
   echo
@@ -563,7 +596,7 @@ target() { # label measured target condition [nocaveat]
   echo
   echo "- Closed loop at saturation: wrk keeps $CONNS requests in flight and the gateway's core runs at ~100%, so latency is mostly queueing (about $CONNS / throughput): p50/p99 differences between scenarios mirror their req/s differences rather than the added service time of one request. The service time added by JWT work is better read from the CPU/request column."
   echo "- CPU/request comes from $CLK_TCK Hz tick counts: a ${DURATION}s measurement at 100% is about $((DURATION * CLK_TCK)) ticks, so each figure is good to about $(calc %.1f "100 / ($DURATION * $CLK_TCK)")%."
-  echo "- J requests carry a bearer token of $(head -n 1 "$TMP/tokens-1.txt" | tr -d "\n" | wc -c) bytes that the gateway parses and also forwards upstream (\`strip_authorization\` is off), and set two identity headers: part of the J-over-P cost is request size, not verification."
+  echo "- P, J and B requests carry the same bearer token of $(head -n 1 "$TMP/tokens-1.txt" | tr -d "\n" | wc -c) bytes, and all three forward it upstream (\`strip_authorization\` is off): J over P is the JWT work alone (extraction, cache or verification, policy, two identity headers). P0 over P is what carrying the token costs any proxy."
   echo "- One gateway worker thread on one core; how the figures scale with \`threads\` is not measured here. Everything runs on loopback, so network cost is absent and the gateway's share of the work is larger than in production."
   echo "- The machine is a VM: neighbours on the host are invisible here (no steal time reported), which is why each scenario's req/s range is shown."
   echo

@@ -16,6 +16,7 @@
 
 use crate::jwks::Fingerprint;
 use crate::verify::Verified;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,13 +33,32 @@ impl Cached {
     /// of them (the same compiled issuer) and must still publish the verifying key.
     pub fn usable_for(&self, issuers: &[Arc<crate::issuer::Issuer>]) -> bool {
         let issuer = &self.verified.issuer;
-        issuers.iter().any(|i| Arc::ptr_eq(i, issuer))
-            && issuer
-                .keys
-                .get()
-                .is_some_and(|set| set.keys.iter().any(|k| k.fingerprint == self.key))
+        issuers.iter().any(|i| Arc::ptr_eq(i, issuer)) && issuer.keys.has_key(&self.key)
     }
 }
+
+/// The table hash of a cache key. The key is already a SHA-256 digest, uniformly distributed and
+/// not steerable without a preimage, so its first eight bytes are the hash: hashing it again
+/// (moka's default is SipHash) would spend time on every lookup for nothing.
+#[derive(Default)]
+pub struct DigestPrefix(u64);
+
+impl Hasher for DigestPrefix {
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as a length write and then the 32 bytes: each write contributes its
+        // first eight bytes, which for the digest is the uniformly distributed part.
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Table = moka::sync::Cache<[u8; 32], Cached, BuildHasherDefault<DigestPrefix>>;
 
 struct ExpireAtExp;
 
@@ -60,7 +80,7 @@ impl moka::Expiry<[u8; 32], Cached> for ExpireAtExp {
 
 /// The cache, or nothing when disabled.
 pub struct TokenCache {
-    inner: Option<moka::sync::Cache<[u8; 32], Cached>>,
+    inner: Option<Table>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -85,7 +105,7 @@ impl TokenCache {
             moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(ExpireAtExp)
-                .build()
+                .build_with_hasher(BuildHasherDefault::default())
         });
         TokenCache { inner }
     }
@@ -120,5 +140,28 @@ impl TokenCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn table_hash_is_the_digest_prefix_and_tells_keys_apart() {
+        let build = BuildHasherDefault::<DigestPrefix>::default();
+        let hashes: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| build.hash_one(key(&format!("token-{i}"))))
+            .collect();
+        assert_eq!(hashes.len(), 10_000, "distinct digests must hash apart");
+        let k = key("x");
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&k[..8]);
+        assert_eq!(
+            build.hash_one(k),
+            (32u64.rotate_left(5)) ^ u64::from_le_bytes(prefix),
+            "the length word, then the digest's first eight bytes"
+        );
     }
 }

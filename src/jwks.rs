@@ -318,6 +318,15 @@ impl KeyStore {
         self.current.load_full()
     }
 
+    /// Whether the current set still holds the key with fingerprint `fp`. On every cache hit, so
+    /// it borrows the set instead of taking a reference count.
+    pub fn has_key(&self, fp: &Fingerprint) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|set| set.keys.iter().any(|k| k.fingerprint == *fp))
+    }
+
     pub fn set(&self, set: KeySet) {
         self.current.store(Some(Arc::new(set)));
     }
