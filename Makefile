@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -27,7 +27,7 @@ demo: build
 
 ## The whole suite: formatting, lints, unit + integration + property tests, and `tokengate check`
 ## on every shipped config.
-test: deps fmt lint unit check-conf
+test: deps fmt lint unit check-conf check-scripts
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -38,6 +38,12 @@ lint:
 unit:
 	$(CARGO) test --locked --all-targets
 	$(CARGO) test --locked --doc
+
+## The benchmark scripts are not run by the suite (they need quiet cores and minutes); at least
+## they must parse.
+check-scripts:
+	bash -n benches/load.sh
+	bash -n benches/tuning.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -54,6 +60,11 @@ bench-core: deps
 ## target/bench/load-report.md. ROUNDS, DURATION and the other knobs are in benches/load.sh.
 bench-load: deps
 	CARGO="$(CARGO)" bash benches/load.sh
+
+## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
+## writes target/bench/tuning-report.md.
+bench-tuning: deps
+	CARGO="$(CARGO)" bash benches/tuning.sh
 
 install: release install-files
 
