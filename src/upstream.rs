@@ -57,13 +57,41 @@ impl Upstream {
 }
 
 /// Every identity header the gateway may set, to be removed from inbound requests.
+///
+/// Both fields hold names already [`folded`], so that matching a client's header costs no
+/// allocation: only the client's side is folded, byte by byte, as it is compared.
 #[derive(Debug, Clone, Default)]
 pub struct IdentityHeaders {
     /// Lower-case prefix reserved for the gateway (default `x-auth-`), `_` written as `-`;
     /// empty disables it.
     pub prefix: String,
-    /// Names set by any route's `forward_claims`, whatever their prefix.
+    /// Names set by any route's `forward_claims`, whatever their prefix, [`folded`].
     pub names: Vec<HeaderName>,
+}
+
+/// `name` with every `_` written as `-`: the form in which two header names are the same to a
+/// CGI-style upstream (WSGI, Rack, PHP and Go's `net/http/cgi` map both to one `HTTP_*` variable).
+pub fn folded(name: &HeaderName) -> HeaderName {
+    if !name.as_str().contains('_') {
+        return name.clone();
+    }
+    let bytes: Vec<u8> = name.as_str().bytes().map(fold).collect();
+    // `-` is a token character wherever `_` was one, so this cannot fail; keeping the original
+    // on the impossible path keeps compilation panic-free.
+    HeaderName::from_bytes(&bytes).unwrap_or_else(|_| name.clone())
+}
+
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b
+    }
+}
+
+/// Whether the lower-case header name `name` is `folded` once its `_` are read as `-`.
+fn reads_as(name: &[u8], folded: &[u8]) -> bool {
+    name.len() == folded.len() && name.iter().zip(folded).all(|(&a, &b)| fold(a) == b)
 }
 
 /// Headers that make an upstream framework change the host, scheme, client address, path or
@@ -88,17 +116,21 @@ const OVERRIDES: [&str; 14] = [
 ];
 
 impl IdentityHeaders {
-    /// Whether a client-sent header `name` must be removed. Names compare with `_` read as `-`,
-    /// because CGI-style upstreams (WSGI, Rack, PHP) map both spellings to the same variable.
+    /// Whether a client-sent header `name` (lower-case, as `HeaderName` keeps it) must be
+    /// removed. Names compare [`folded`] on both sides: a client's `x-user` must go when a route
+    /// forwards `x_user`, and its `x_user` when a route forwards `x-user`.
     fn reserved(&self, name: &str) -> bool {
-        let folded: std::borrow::Cow<'_, str> = if name.contains('_') {
-            name.replace('_', "-").into()
-        } else {
-            name.into()
-        };
-        (!self.prefix.is_empty() && folded.starts_with(self.prefix.as_str()))
-            || self.names.iter().any(|n| n.as_str() == folded)
-            || OVERRIDES.contains(&folded.as_ref())
+        let name = name.as_bytes();
+        let prefix = self.prefix.as_bytes();
+        (!prefix.is_empty()
+            && name
+                .get(..prefix.len())
+                .is_some_and(|h| reads_as(h, prefix)))
+            || self
+                .names
+                .iter()
+                .any(|n| reads_as(name, n.as_str().as_bytes()))
+            || OVERRIDES.iter().any(|o| reads_as(name, o.as_bytes()))
     }
 
     /// Removes every client-sent identity or routing-override header from `req`, in any case,
@@ -123,4 +155,65 @@ pub fn set_forwarded(req: &mut RequestHeader, client: Option<IpAddr>) -> pingora
     }
     req.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn identity(prefix: &str, names: &[&str]) -> IdentityHeaders {
+        IdentityHeaders {
+            prefix: prefix.into(),
+            names: names
+                .iter()
+                .map(|n| folded(&HeaderName::from_bytes(n.as_bytes()).unwrap()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn folded_writes_underscores_as_dashes() {
+        for (name, want) in [
+            ("x_user", "x-user"),
+            ("x-user", "x-user"),
+            ("_a__b_", "-a--b-"),
+        ] {
+            let h = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(folded(&h).as_str(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_match_in_every_spelling_on_both_sides() {
+        // Configured as `x_user` or as `x-user`: the same set of client names is removed.
+        for configured in ["x_user", "x-user"] {
+            let ids = identity("x-auth-", &[configured]);
+            for (client, reserved) in [
+                ("x-user", true),
+                ("x_user", true),
+                ("x-auth-sub", true),
+                ("x_auth_sub", true),
+                ("x-auth_", true),
+                ("x-forwarded-for", true),
+                ("x_forwarded_for", true),
+                ("x_real_ip", true),
+                ("x-user-id", false),
+                ("x-use", false),
+                ("xuser", false),
+                ("x-auth", false),
+                ("accept", false),
+            ] {
+                assert_eq!(ids.reserved(client), reserved, "{configured}: {client}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_prefix_reserves_only_named_headers() {
+        let ids = identity("", &["x_user"]);
+        assert!(ids.reserved("x-user"));
+        assert!(!ids.reserved("x-auth-sub"));
+        assert!(!ids.reserved(""));
+    }
 }

@@ -414,6 +414,86 @@ fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
     }
 }
 
+/// Every spelling of `x-user` a client can send, in several cases and copies. CGI-style
+/// upstreams read all of them as `HTTP_X_USER`.
+const USER_SPELLINGS: &[(&str, &str)] = &[
+    ("x-user", "evil-1"),
+    ("X-User", "evil-2"),
+    ("X-USER", "evil-3"),
+    ("x_user", "evil-4"),
+    ("X_User", "evil-5"),
+    ("X_USER", "evil-6"),
+    ("x-User", "evil-7"),
+    ("x_user", "evil-8"),
+    ("x-user", "evil-9"),
+    ("X-Innocent", "keep-me"),
+];
+
+/// A gateway whose only `forward_claims` entry sets `header` from `sub`, next to an
+/// `auth = "none"` route: that one spelling is all the gateway is told to strip, so any other
+/// spelling of it that it fails to fold would reach the upstream.
+fn env_forwarding(header: &str) -> Env {
+    Env::start(
+        "",
+        &format!(
+            r#"
+[[route]]
+name = "fwd"
+path_prefix = "/fwd"
+upstream = "echo"
+forward_claims = {{ "{header}" = "sub" }}
+
+[[route]]
+name = "open"
+path_prefix = "/open"
+upstream = "echo"
+auth = "none"
+"#
+        ),
+    )
+}
+
+/// Every header of `rec` that a CGI-style upstream reads as `X-User`.
+fn user_headers(rec: &Recorded) -> Vec<(String, String)> {
+    rec.headers
+        .iter()
+        .filter(|(n, _)| n.replace('_', "-") == "x-user")
+        .cloned()
+        .collect()
+}
+
+/// Whether the route's `forward_claims` names `x_user` or `x-user`, a client copy of the header
+/// in any spelling is gone: the upstream sees only the gateway's value under the configured name
+/// when the claim is present, and no `x-user` of any spelling when it is absent or on a route
+/// that forwards nothing.
+#[test]
+fn every_spelling_of_a_forwarded_header_is_stripped_whichever_spelling_the_route_uses() {
+    for configured in ["x_user", "x-user"] {
+        let env = env_forwarding(configured);
+        let with_sub = env.token(json!({"sub": "bob"}));
+        let without_sub = env.token(json!({"sub": null}));
+        for (path, token, want) in [
+            ("/fwd/x", Some(with_sub.as_str()), Some("bob")),
+            ("/fwd/x", Some(without_sub.as_str()), None),
+            ("/open/x", None, None),
+            ("/open/x", Some(with_sub.as_str()), None),
+        ] {
+            eprintln!(
+                "case: forward_claims {configured:?}, {path}, token: {}, want {want:?}",
+                token.is_some()
+            );
+            let before = env.echo.count();
+            let resp = send(&env, path, token, USER_SPELLINGS);
+            let rec = relayed_without_spoofed_values(&env, &resp, before);
+            let expected: Vec<(String, String)> = want
+                .map(|v| (configured.to_string(), v.to_string()))
+                .into_iter()
+                .collect();
+            assert_eq!(user_headers(&rec), expected, "all: {:?}", rec.headers);
+        }
+    }
+}
+
 /// The client address the upstream sees must come from the socket. `Forwarded` (RFC 7239) and
 /// `X-Real-IP` carry the same information as `X-Forwarded-For`, so a client-sent copy must not
 /// reach the upstream (removed, or replaced by the gateway's own value).

@@ -16,7 +16,7 @@ use crate::path;
 use crate::policy::Policy;
 use crate::route::{Auth, ForwardClaim, PathMatch, Route, Router};
 use crate::runtime::{HeaderLimits, LogFormat, LogSettings, Runtime, Settings, Tuning};
-use crate::upstream::{IdentityHeaders, Upstream};
+use crate::upstream::{self, IdentityHeaders, Upstream};
 use http::{HeaderName, Method};
 use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
@@ -35,6 +35,7 @@ const DEFAULT_CLIENT_CLAIMS: [&str; 3] = ["azp", "client_id", "cid"];
 const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 /// Headers a `forward_claims` entry may not set: they carry framing, routing or credentials.
+/// Compared with the entry's name [folded](upstream::folded), so `x_forwarded_for` is one of them.
 const RESERVED_HEADERS: [&str; 11] = [
     "authorization",
     "host",
@@ -182,8 +183,9 @@ pub fn compile(
             );
         }
         for f in &mut route.forward_claims {
-            if !forwarded.contains(&f.header) {
-                forwarded.push(f.header.clone());
+            let name = upstream::folded(&f.header);
+            if !forwarded.contains(&name) {
+                forwarded.push(name);
             }
             f.slot = match forwarded_claims.iter().position(|c| *c == f.claim) {
                 Some(slot) => slot,
@@ -1202,31 +1204,41 @@ fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec
         return Vec::new();
     };
     let mut out = Vec::new();
+    // Each name folded (`_` read as `-`), with its spelling in the file: CGI-style upstreams read
+    // `x_forwarded_for` as `X-Forwarded-For`, and `x_user` next to `x-user` as one variable.
+    let mut seen: Vec<(HeaderName, &str)> = Vec::new();
     for (header, claim) in map.get_ref() {
-        match HeaderName::from_bytes(header.as_bytes()) {
-            Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
-                errs.at(
-                    map.span(),
-                    ctx,
-                    format!("field 'forward_claims': '{header}' cannot carry a claim"),
-                );
+        let problem = match HeaderName::from_bytes(header.as_bytes()) {
+            Err(_) => Some(format!("'{header}' is not a header name")),
+            Ok(h) => {
+                let name = upstream::folded(&h);
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    Some(format!("'{header}' cannot carry a claim"))
+                } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                    Some(format!(
+                        "'{first}' and '{header}' name the same header (case is ignored and '_' \
+                         reads as '-')"
+                    ))
+                } else if claim.is_empty() {
+                    Some(format!("'{header}' names no claim"))
+                } else {
+                    seen.push((name, header));
+                    out.push(ForwardClaim {
+                        header: h,
+                        claim: ClaimPath::new(claim),
+                        // Assigned once every route is compiled.
+                        slot: 0,
+                    });
+                    None
+                }
             }
-            Ok(h) if !claim.is_empty() => out.push(ForwardClaim {
-                header: h,
-                claim: ClaimPath::new(claim),
-                // Assigned once every route is compiled.
-                slot: 0,
-            }),
-            Ok(_) => errs.at(
+        };
+        if let Some(problem) = problem {
+            errs.at(
                 map.span(),
                 ctx,
-                format!("field 'forward_claims': '{header}' names no claim"),
-            ),
-            Err(_) => errs.at(
-                map.span(),
-                ctx,
-                format!("field 'forward_claims': '{header}' is not a header name"),
-            ),
+                format!("field 'forward_claims': {problem}"),
+            );
         }
     }
     out

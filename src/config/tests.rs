@@ -990,6 +990,10 @@ fn forward_claims_cannot_set_reserved_headers() {
         "x-forwarded-for",
         "content-length",
         "transfer-encoding",
+        // CGI-style upstreams read these as the names above.
+        "x_forwarded_for",
+        "X_Forwarded_Host",
+        "content_length",
     ] {
         let text = with_routes(&route(
             "a",
@@ -1010,23 +1014,74 @@ fn forward_claims_cannot_set_reserved_headers() {
 }
 
 #[test]
+fn forward_claims_names_that_are_one_header_to_the_upstream_are_an_error() {
+    let env = Env::new();
+    for (entry, first, second) in [
+        (
+            r#""x_user" = "sub", "x-user" = "email""#,
+            "x-user",
+            "x_user",
+        ),
+        (r#""X-User" = "sub", "x-user" = "sub""#, "X-User", "x-user"),
+        (r#""X_USER" = "sub", "x-user" = "sub""#, "X_USER", "x-user"),
+    ] {
+        let want = format!("'{first}' and '{second}' name the same header");
+        assert_forward_claims_error(&env, entry, &want);
+    }
+}
+
+/// The names every route's client copies are stripped under are stored folded (`_` as `-`) once,
+/// at compile time, whichever spelling the file uses; the header the gateway sets keeps it.
+#[test]
+fn forwarded_header_names_are_kept_folded_for_stripping() {
+    let env = Env::new();
+    let text = with_routes(&format!(
+        "{}{}",
+        route(
+            "a",
+            "path_prefix = \"/a\"\nforward_claims = { \"x_user\" = \"sub\", \"X_Org_Id\" = \"org\" }"
+        ),
+        route(
+            "b",
+            "path_prefix = \"/b\"\nforward_claims = { \"x-user\" = \"sub\" }"
+        ),
+    ));
+    let rt = env.ok(&text);
+    let mut identity: Vec<_> = rt.identity.names.iter().map(|h| h.as_str()).collect();
+    identity.sort_unstable();
+    assert_eq!(identity, ["x-org-id", "x-user"]);
+    let set: Vec<_> = rt.router.routes()[0]
+        .forward_claims
+        .iter()
+        .map(|f| f.header.as_str())
+        .collect();
+    assert_eq!(set, ["x_org_id", "x_user"]);
+}
+
+#[test]
 fn forward_claims_need_a_header_name_and_a_claim() {
     let env = Env::new();
     for (entry, want) in [
         (r#""bad header" = "sub""#, "not a header name"),
         (r#""x-auth-sub" = """#, "names no claim"),
     ] {
-        let text = with_routes(&route(
-            "a",
-            &format!("path_prefix = \"/\"\nforward_claims = {{ {entry} }}"),
-        ));
-        assert_diag(
-            &env.err(&text),
-            line_of(&text, "forward_claims"),
-            "route #1 'a'",
-            &["field 'forward_claims'", want],
-        );
+        assert_forward_claims_error(&env, entry, want);
     }
+}
+
+/// A route with `forward_claims = { <entry> }` must be refused on that line, naming the field
+/// and `want`.
+fn assert_forward_claims_error(env: &Env, entry: &str, want: &str) {
+    let text = with_routes(&route(
+        "a",
+        &format!("path_prefix = \"/\"\nforward_claims = {{ {entry} }}"),
+    ));
+    assert_diag(
+        &env.err(&text),
+        line_of(&text, "forward_claims"),
+        "route #1 'a'",
+        &["field 'forward_claims'", want],
+    );
 }
 
 #[test]
