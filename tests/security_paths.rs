@@ -375,6 +375,52 @@ fn spellings_the_upstream_reads_as_another_path_reach_the_public_route_verbatim(
     }
 }
 
+/// `/admin.` is another path than `/admin`: RFC 3986 removes only `.` and `..` segments, and a
+/// trailing dot is part of the segment. So the public route decides it, and the upstream receives
+/// exactly `/admin.`, never a trimmed `/admin` (an upstream that trims, as IIS does, needs its own
+/// rule for the dotted spelling; see the README's path rules).
+#[test]
+fn a_segment_with_a_trailing_dot_is_forwarded_verbatim_never_trimmed() {
+    let env = env();
+    for (target, forwarded) in [
+        ("/admin.", "/admin."),
+        ("/admin./users", "/admin./users"),
+        ("/admin.?q=1", "/admin.?q=1"),
+        ("/admin%2E", "/admin."),
+        ("/x/../admin.", "/admin."),
+    ] {
+        assert_public_verbatim(&env, target, forwarded);
+    }
+    assert!(
+        env.echo
+            .requests()
+            .iter()
+            .all(|r| !is_admin_path(&r.target)),
+        "{:?}",
+        env.echo.requests()
+    );
+}
+
+/// Without a `Host` header (HTTP/1.0, or HTTP/1.1 that omits it, which pingora lets through)
+/// there is no host to match: a host-bound route never matches (404), a route without `host`
+/// does, and the upstream receives no `Host` either.
+#[test]
+fn a_request_without_host_matches_only_routes_without_a_host_rule() {
+    let hosted = Env::start("", HOSTED);
+    let open = env();
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let raw = format!("GET /hosted/x {version}\r\nConnection: close\r\n\r\n");
+        eprintln!("case: {raw:?}");
+        let resp = hosted.send(raw.as_bytes());
+        hosted.assert_rejected(&resp, 404, Some("not_found"), None);
+
+        let resp = open.send(raw.as_bytes());
+        let rec = open.assert_allowed(&resp);
+        assert_eq!(rec.target, "/hosted/x");
+        assert!(rec.header("host").is_none(), "{:?}", rec.headers);
+    }
+}
+
 #[test]
 fn absolute_form_target_is_routed_on_its_path_and_forwarded_with_its_authority() {
     let env = env();
