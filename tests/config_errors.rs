@@ -194,6 +194,44 @@ fn unknown_key_in_server_is_reported_at_its_line() {
     assert_error_at(&text, line_of(&text, "listen_port"), &["listen_port"]);
 }
 
+/// Head limits have upper bounds as well as lower ones: an absurd value (a typo, or a limit pingora
+/// never lets a head reach) is refused at its line, naming `server`, the field and the range. The
+/// bounds themselves are accepted.
+#[test]
+fn absurd_request_head_limits_are_reported_at_their_line() {
+    for (setting, range) in [
+        ("max_request_headers = 257", "between 8 and 256"),
+        ("max_request_headers = 1000000", "between 8 and 256"),
+        (
+            "max_request_header_bytes = 2097153",
+            "between 4096 and 2097152",
+        ),
+        (
+            "max_request_header_bytes = 9223372036854775807",
+            "between 4096 and 2097152",
+        ),
+        (
+            "max_header_field_bytes = 2097153\nmax_request_header_bytes = 2097152",
+            "between 16416 and 2097152",
+        ),
+    ] {
+        eprintln!("case: {setting}");
+        let text =
+            config(GOOD_ROUTES).replacen("threads = 1", &format!("threads = 1\n{setting}"), 1);
+        let field = setting.split(" =").next().unwrap_or(setting);
+        assert_error_at(
+            &text,
+            line_of(&text, &format!("{field} =")),
+            &["server", &format!("field '{field}'"), range],
+        );
+    }
+    let bounds = "max_request_headers = 256\nmax_request_header_bytes = 2097152\n\
+                  max_header_field_bytes = 2097152";
+    let text = config(GOOD_ROUTES).replacen("threads = 1", &format!("threads = 1\n{bounds}"), 1);
+    let c = check(&text);
+    assert_eq!(c.code, Some(0), "{}", c.describe());
+}
+
 #[test]
 fn missing_required_field_is_reported_at_its_block() {
     let text = config(

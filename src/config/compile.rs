@@ -397,20 +397,30 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
     }
 }
 
+/// pingora 0.9 parses at most 256 header fields; a head with more is refused by pingora itself,
+/// so a larger `max_request_headers` would be a limit that never applies.
+const MAX_HEADER_FIELDS: usize = 256;
+
+/// The most `max_request_header_bytes` and `max_header_field_bytes` may be. pingora refuses a head
+/// over 1 MiB itself; twice that still leaves room for the largest `max_token_bytes` (1 MiB) in a
+/// field and its head, and anything beyond is a typo, not a policy.
+const MAX_HEADER_BYTES: usize = 2 * 1024 * 1024;
+
 fn header_limits(raw: &RawServer, max_token_bytes: usize, errs: &mut Errors<'_>) -> HeaderLimits {
     let d = HeaderLimits::default();
-    let mut get = |v: &Option<Spanned<usize>>, field: &str, default: usize, min: usize| {
-        v.as_ref().map_or(default, |s| {
-            if *s.get_ref() < min {
-                errs.at(
-                    s.span(),
-                    "server",
-                    format!("field '{field}': must be at least {min}"),
-                );
-            }
-            *s.get_ref()
-        })
-    };
+    let mut get =
+        |v: &Option<Spanned<usize>>, field: &str, default: usize, (min, max): (usize, usize)| {
+            v.as_ref().map_or(default, |s| {
+                if !(min..=max).contains(s.get_ref()) {
+                    errs.at(
+                        s.span(),
+                        "server",
+                        format!("field '{field}': must be between {min} and {max}"),
+                    );
+                }
+                *s.get_ref()
+            })
+        };
     // A field must hold "authorization: Bearer " plus the largest token allowed.
     let field_min = max_token_bytes + 32;
     let limits = HeaderLimits {
@@ -418,19 +428,19 @@ fn header_limits(raw: &RawServer, max_token_bytes: usize, errs: &mut Errors<'_>)
             &raw.max_request_headers,
             "max_request_headers",
             d.max_headers,
-            8,
+            (8, MAX_HEADER_FIELDS),
         ),
         max_total_bytes: get(
             &raw.max_request_header_bytes,
             "max_request_header_bytes",
             d.max_total_bytes,
-            4096,
+            (4096, MAX_HEADER_BYTES),
         ),
         max_field_bytes: get(
             &raw.max_header_field_bytes,
             "max_header_field_bytes",
             d.max_field_bytes.max(field_min),
-            field_min,
+            (field_min, MAX_HEADER_BYTES),
         ),
     };
     if limits.max_total_bytes < limits.max_field_bytes {

@@ -7,6 +7,7 @@ use crate::route::{Auth, PathMatch};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
+use std::time::Duration;
 
 const RSA_A: &[u8] = include_bytes!("../../tests/fixtures/rsa_a.pem");
 
@@ -261,6 +262,25 @@ fn server_defaults_apply_without_a_server_block() {
     assert_eq!(rt.settings.max_token_bytes, 16 * 1024);
     assert!(rt.settings.threads >= 1);
     assert_eq!(rt.identity.prefix, "x-auth-");
+}
+
+/// The slowloris and idle-connection bounds are on by default, with the values the README and
+/// `conf/tokengate.toml` state, whether `[server]` is absent or present without them.
+#[test]
+fn timeouts_and_head_limits_default_when_unset() {
+    let env = Env::new();
+    for server in ["", "[server]\nthreads = 2\n"] {
+        let rt = env.ok(&format!(
+            "{server}{}",
+            with_routes(&route("a", r#"path_prefix = "/""#))
+        ));
+        let s = &rt.settings;
+        assert_eq!(s.header_timeout, Duration::from_secs(10), "{server:?}");
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(60), "{server:?}");
+        assert_eq!(s.limits.max_headers, 100, "{server:?}");
+        assert_eq!(s.limits.max_total_bytes, 64 * 1024, "{server:?}");
+        assert_eq!(s.limits.max_field_bytes, 32 * 1024, "{server:?}");
+    }
 }
 
 #[test]
