@@ -116,6 +116,7 @@ impl GatewayBuilder {
                 admin,
                 config_path: config_path.clone(),
                 stderr_path,
+                stdout_path,
                 config,
                 dir: None,
             };
@@ -186,6 +187,7 @@ pub struct Gateway {
     admin: SocketAddr,
     config_path: PathBuf,
     stderr_path: PathBuf,
+    stdout_path: PathBuf,
     config: String,
     dir: Option<tempfile::TempDir>,
 }
@@ -315,6 +317,25 @@ impl Gateway {
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Panics if the process reported a panic on stderr or stdout. pingora catches a panic in a
+    /// request task and drops the connection, so a panic leaves the process running and would
+    /// otherwise go unnoticed.
+    pub fn assert_no_panics(&self) {
+        for (stream, text) in [("stderr", self.stderr()), ("stdout", self.stdout())] {
+            let hits: Vec<&str> = text.lines().filter(|l| l.contains("panicked")).collect();
+            assert!(
+                hits.is_empty(),
+                "tokengate panicked ({stream}):\n{}",
+                hits.join("\n")
+            );
+        }
     }
 
     /// Whether the process is still running.
