@@ -1,16 +1,18 @@
-//! Property tests for path normalisation: the path the router matches is the path the upstream
-//! receives, so normalising must be idempotent, leave no dot segments or empty segments, and
-//! never change which route a forwarded path would select.
+//! Property tests for path normalisation and routing: the path the router matches is the path the
+//! upstream receives, so normalising must be idempotent and leave no dot or empty segments, and
+//! the real decision (`decision::decide` on a compiled config) must pick the same route for the
+//! forwarded path as for the raw one, and the admin route exactly for what a lenient upstream
+//! would read as `/admin`, unless it refuses the request.
 #![allow(clippy::unwrap_used)]
 
 use http::Method;
 use proptest::prelude::*;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::OnceLock;
+use tokengate::decision::{self, Decision};
 use tokengate::metrics::Metrics;
 use tokengate::path::{normalise, PathError};
-use tokengate::route::{Auth, PathMatch, Route, Router};
-use tokengate::upstream::Upstream;
+use tokengate::runtime::Runtime;
 
 /// Pieces a normalisable path is made of: separators, dots (raw and encoded), escapes of
 /// unreserved and reserved bytes, and plain characters.
@@ -47,42 +49,180 @@ fn raw_path() -> impl Strategy<Value = String> {
         })
 }
 
-fn route(name: &str, path: PathMatch) -> Arc<Route> {
-    let upstream = Upstream::new(
-        "u".into(),
-        &["127.0.0.1:1".into()],
-        Duration::from_secs(1),
-        Duration::from_secs(1),
+/// A protected `/admin` prefix first, then an exact path, a second prefix and a public catch-all,
+/// all `auth = "none"` so that every routed request is permitted and its forwarded path can be
+/// examined. Compiled through the real config loader.
+const ROUTES: &str = r#"
+[server]
+token_cache_capacity = 0
+
+[[upstream]]
+name = "u"
+targets = ["127.0.0.1:9"]
+
+[[route]]
+name = "admin"
+path_prefix = "/admin"
+upstream = "u"
+auth = "none"
+
+[[route]]
+name = "items"
+path = "/api/v1/items"
+upstream = "u"
+auth = "none"
+
+[[route]]
+name = "files"
+path_prefix = "/files"
+upstream = "u"
+auth = "none"
+
+[[route]]
+name = "public"
+path_prefix = "/"
+upstream = "u"
+auth = "none"
+"#;
+
+/// The compiled runtime; built once.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let metrics = Metrics::new().unwrap();
+        tokengate::config::load_str(ROUTES, "props.toml", Path::new("."), &metrics)
+            .unwrap_or_else(|e| panic!("the property config does not load: {e}"))
+    })
+}
+
+/// `decision::decide` on `GET <target>` with `Host: localhost`, or `None` when `target` is not a
+/// request target the `http` crate parses: pingora parses it with the same crate and refuses it
+/// before the gateway decides anything.
+fn decide(target: &str) -> Option<Decision> {
+    let req = http::Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .header(http::header::HOST, "localhost")
+        .body(())
+        .ok()?;
+    Some(decision::decide(runtime(), &req.into_parts().0, 0))
+}
+
+/// The name of the route that decided, if any.
+fn route_of(d: &Decision) -> Option<&str> {
+    d.route.as_ref().map(|r| r.name.as_str())
+}
+
+/// An oracle independent of `path::normalise`, reading the path as the most lenient upstream
+/// would: every escape decoded once (`%2F` and `%5C` too), `\` taken as `/`, servlet path
+/// parameters (`;...`) dropped from each segment, empty segments merged away and dot segments
+/// removed with `..` clamped at the root (RFC 3986 §5.2.4). Returns whether the result lies
+/// under `/admin`.
+fn oracle_under_admin(path: &str) -> bool {
+    let raw = path.as_bytes();
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let escape = raw.get(i + 1..i + 3).and_then(|h| {
+            std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        });
+        match (raw[i], escape) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/' || b == b'\\') {
+        let seg = seg.split(|&b| b == b';').next().unwrap_or(seg);
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    segments.first() == Some(&&b"admin"[..])
+}
+
+/// How raw request paths start: spellings of `/admin` (escaped in either case, dot segments
+/// raw and encoded, doubled slashes, other cases, a trailing dot) and of the other routes.
+const PATH_HEADS: &[&str] = &[
+    "/admin",
+    "/admin",
+    "/%61dmin",
+    "/ad%6Din",
+    "/ad%6din",
+    "/%61%64%6D%69%6E",
+    "//admin",
+    "/./admin",
+    "/x/../admin",
+    "/x/%2e%2E/admin",
+    "/x/.%2e/admin",
+    "/ADMIN",
+    "/Admin",
+    "/%41dmin",
+    "/admin.",
+    "/files",
+    "/api/v1/items",
+    "/api",
+    "/",
+    "/x",
+];
+
+/// Pieces that follow: segments and separators the normaliser resolves, mostly.
+const PATH_PIECES: &[&str] = &[
+    "/",
+    "/",
+    "/",
+    "//",
+    ".",
+    "..",
+    "%2e",
+    "%2E",
+    ".%2e",
+    "admin",
+    "ADMIN",
+    "%61dmin",
+    "a",
+    "x",
+    "files",
+    "api",
+    "v1",
+    "items",
+    "%2561",
+    "%20",
+    "?q=/admin",
+    "~",
+    "-",
+    "%c3%a9",
+];
+
+/// Pieces the normaliser refuses: encoded separators in both cases, `\`, `;` raw and encoded,
+/// NUL, a lone `%`, overlong UTF-8.
+const HOSTILE_PIECES: &[&str] = &[
+    "%2f", "%2F", "%5c", "%5C", "\\", ";", ";x=1", "%3B", "%3b", "%00", "%", "%C0%AE",
+];
+
+/// Raw paths: a head, then up to 8 pieces, now and then a hostile one.
+fn admin_ish_path() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        12 => prop::sample::select(PATH_PIECES),
+        1 => prop::sample::select(HOSTILE_PIECES),
+    ];
+    (
+        prop::sample::select(PATH_HEADS),
+        prop::collection::vec(piece, 0..8),
     )
-    .unwrap();
-    Arc::new(Route {
-        name: name.into(),
-        host: None,
-        methods: None,
-        path,
-        upstream: Arc::new(upstream),
-        auth: Auth::None,
-        forward_claims: Vec::new(),
-        strip_authorization: false,
-        metrics: Metrics::new().unwrap().route(name),
-    })
-}
-
-/// A protected prefix first, then a public catch-all; built once.
-fn router() -> &'static Router {
-    static ROUTER: OnceLock<Router> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        Router::new(vec![
-            route("admin", PathMatch::Prefix("/admin".into())),
-            route("public", PathMatch::Prefix("/".into())),
-        ])
-    })
-}
-
-fn chosen<'r>(router: &'r Router, path: &str) -> Option<&'r str> {
-    router
-        .find(None, &Method::GET, path)
-        .map(|r| r.name.as_str())
+        .prop_map(|(head, pieces)| format!("{head}{}", pieces.concat()))
 }
 
 fn config() -> ProptestConfig {
@@ -145,14 +285,35 @@ proptest! {
         let _ = normalise(&raw);
     }
 
+    /// The route that decided is the route for the path the upstream receives: deciding again on
+    /// the forwarded target picks the same route and forwards it unchanged. And the decision
+    /// agrees with a lenient reading of the raw path: under `/admin` to the oracle means decided
+    /// by the admin route or refused, and decided by the admin route means under `/admin`.
     #[test]
-    fn route_for_the_raw_path_is_the_route_for_the_forwarded_path(raw in raw_path()) {
-        let router = router();
-        if let Ok(forwarded) = normalise(&raw) {
-            // The upstream parses the forwarded path again; it must land on the same route.
-            let again = normalise(&forwarded).unwrap();
-            prop_assert_eq!(chosen(router, &forwarded), chosen(router, &again), "raw {:?}", raw);
-            prop_assert!(chosen(router, &forwarded).is_some());
+    fn route_for_the_raw_path_is_the_route_for_the_forwarded_path(raw in admin_ish_path()) {
+        let Some(first) = decide(&raw) else {
+            return Ok(());
+        };
+        let under_admin = oracle_under_admin(raw.split('?').next().unwrap_or(&raw));
+        match &first.outcome {
+            Ok(permit) => {
+                let again = decide(&permit.path_and_query)
+                    .unwrap_or_else(|| panic!("forwarded {:?} is not a URI", permit.path_and_query));
+                prop_assert_eq!(route_of(&again), route_of(&first), "raw {:?} -> {:?}", raw, permit.path_and_query);
+                let again = again.outcome.as_ref().map(|p| p.path_and_query.as_str());
+                prop_assert_eq!(again, Ok(permit.path_and_query.as_str()), "raw {:?}", raw);
+                prop_assert_eq!(
+                    route_of(&first) == Some("admin"),
+                    under_admin,
+                    "raw {:?} -> {:?} by {:?}",
+                    raw,
+                    permit.path_and_query,
+                    route_of(&first)
+                );
+            }
+            // Refused, which is safe whatever the oracle says; every route here permits, so a
+            // refusal comes before any route was chosen.
+            Err(rejection) => prop_assert!(first.route.is_none(), "raw {:?}: {:?}", raw, rejection),
         }
     }
 
@@ -162,13 +323,10 @@ proptest! {
         rest in prop::collection::vec(piece(), 0..8),
     ) {
         let raw = format!("{prefix}/{}", rest.concat());
-        if let Ok(p) = normalise(&raw) {
+        if let (Ok(p), Some(d)) = (normalise(&raw), decide(&raw)) {
             // Whatever follows, a path that still lies under /admin is governed by the admin rule.
-            if p == "/admin" || p.starts_with("/admin/") {
-                prop_assert_eq!(chosen(router(), &p), Some("admin"), "{:?} -> {:?}", raw, p);
-            } else {
-                prop_assert_eq!(chosen(router(), &p), Some("public"), "{:?} -> {:?}", raw, p);
-            }
+            let want = if p == "/admin" || p.starts_with("/admin/") { "admin" } else { "public" };
+            prop_assert_eq!(route_of(&d), Some(want), "{:?} -> {:?}", raw, p);
         }
     }
 }
@@ -195,16 +353,83 @@ fn generated_paths_are_mostly_normalisable_and_sometimes_refused() {
     );
 }
 
+/// The route property above is only worth something if the generated paths reach every outcome
+/// often: decided by admin, by the other routes, and refused; and if the oracle and the path
+/// rules disagree often enough (refused although under `/admin` to the oracle) to be tested.
 #[test]
-fn encoded_spellings_of_admin_normalise_to_admin() {
+fn generated_raw_paths_reach_every_route_and_are_often_refused() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = admin_ish_path();
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..2000 {
+        let raw = strategy.new_tree(&mut runner).unwrap().current();
+        let outcome = match decide(&raw) {
+            None => "not a URI".to_string(),
+            Some(d) if d.outcome.is_err() && oracle_under_admin(&raw) => {
+                "refused, under /admin".to_string()
+            }
+            Some(d) if d.outcome.is_err() => "refused".to_string(),
+            Some(d) => route_of(&d)
+                .unwrap_or("permitted without a route")
+                .to_string(),
+        };
+        *counts.entry(outcome).or_insert(0) += 1;
+    }
+    eprintln!("outcomes of 2000 generated paths: {counts:?}");
+    for (outcome, at_least) in [
+        ("admin", 150),
+        ("public", 500),
+        ("files", 10),
+        ("items", 5),
+        ("refused", 150),
+        ("refused, under /admin", 30),
+    ] {
+        let got = counts.get(outcome).copied().unwrap_or(0usize);
+        assert!(got >= at_least, "{outcome}: {got} of 2000; all: {counts:?}");
+    }
+}
+
+#[test]
+fn encoded_spellings_of_admin_are_decided_by_the_admin_route_and_forwarded_normalised() {
     for raw in [
         "/%61dmin/x",
         "/%61%64%6D%69%6E/x",
         "//admin//x",
         "/./admin/./x",
         "/y/../admin/x",
+        "/y/%2e%2E/admin/x",
     ] {
         assert_eq!(normalise(raw).as_deref(), Ok("/admin/x"), "{raw}");
-        assert_eq!(chosen(router(), "/admin/x"), Some("admin"));
+        let d = decide(raw).unwrap();
+        assert_eq!(route_of(&d), Some("admin"), "{raw}");
+        assert_eq!(
+            d.outcome.as_ref().map(|p| p.path_and_query.as_str()).ok(),
+            Some("/admin/x"),
+            "{raw}"
+        );
+    }
+}
+
+/// The oracle itself, on the readings it exists for.
+#[test]
+fn the_oracle_reads_paths_leniently() {
+    for (path, under) in [
+        ("/admin", true),
+        ("/admin/", true),
+        ("/%61dmin/x", true),
+        ("/%2fadmin", true),
+        ("/public%5c..%5cadmin", true),
+        ("/admin;jsessionid=1", true),
+        ("/x/../../admin", true),
+        ("//admin", true),
+        ("/admin.", false),
+        ("/ADMIN", false),
+        ("/adminx", false),
+        ("/%2561dmin", false),
+        ("/admin/..", false),
+    ] {
+        assert_eq!(oracle_under_admin(path), under, "{path}");
     }
 }
