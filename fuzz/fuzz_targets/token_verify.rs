@@ -28,27 +28,9 @@ const GENUINE: [&str; 6] = [
     include_str!("../seeds/token_verify/nokid"),
 ];
 
-const CONFIG: &str = r#"
-[server]
-listen = ["127.0.0.1:0"]
-admin_listen = ""
-
-[[issuer]]
-name = "main"
-issuer = "https://issuer.test/"
-audiences = ["https://api.test"]
-jwks_file = "jwks.json"
-algorithms = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
-
-[[upstream]]
-name = "echo"
-targets = ["127.0.0.1:9"]
-
-[[route]]
-name = "api"
-path_prefix = "/api"
-upstream = "echo"
-"#;
+/// One issuer with every algorithm the seeds use, its keys from `jwks.json`; shared with the
+/// proptest properties in `tests/fuzz_properties.rs`.
+const CONFIG: &str = include_str!("../fixtures/token_verify.toml");
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
