@@ -139,7 +139,9 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
 }
 
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112 §3.2.2
-/// makes it override `Host`), else the single `Host` header; with its port, if any.
+/// makes it override `Host`), else the single `Host` header; with its port, if any. Only an
+/// HTTP/1.0 request may come without either: RFC 9112 §3.2 requires a 400 for an HTTP/1.1 one,
+/// as nginx and HAProxy answer, and pingora lets it through.
 /// `X-Forwarded-Host` is never consulted: clients control it.
 fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection> {
     if let Some(auth) = req.uri.authority() {
@@ -150,7 +152,12 @@ fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection>
     if hosts.next().is_some() {
         return Err(Rejection::BadTarget("more than one Host header"));
     }
-    let Some(v) = first else { return Ok(None) };
+    let Some(v) = first else {
+        if req.version >= http::Version::HTTP_11 {
+            return Err(Rejection::BadTarget("Host header is required"));
+        }
+        return Ok(None);
+    };
     let text = v
         .to_str()
         .map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;

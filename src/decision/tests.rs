@@ -105,8 +105,12 @@ fn mint(claims: &Value) -> String {
     mint_kid(claims, "a")
 }
 
+/// A request; without a `Host` header it is HTTP/1.0, the only version that may omit it.
 fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
     let mut b = http::Request::builder().method(method).uri(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        b = b.version(http::Version::HTTP_10);
+    }
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -182,6 +186,29 @@ fn two_host_headers_are_a_bad_target() {
         &Rejection::BadTarget("more than one Host header")
     );
     assert!(d.route.is_none());
+}
+
+#[test]
+fn http_1_1_without_host_is_a_bad_target_and_http_1_0_is_routed() {
+    let f = fixture();
+    let mut req = request("GET", "/x/1", &[]);
+    req.version = http::Version::HTTP_11;
+    let d = decide(&f.rt, &req, NOW);
+    assert_eq!(
+        rejection(&d),
+        &Rejection::BadTarget("Host header is required")
+    );
+    assert!(d.route.is_none());
+    // An absolute-form target carries the host itself.
+    let mut req = request("GET", "http://api.example.com/x/1", &[]);
+    req.version = http::Version::HTTP_11;
+    assert!(!matches!(
+        decide(&f.rt, &req, NOW).outcome,
+        Err(Rejection::BadTarget(_))
+    ));
+    // HTTP/1.0 predates Host: no host, so only routes without a host rule can match.
+    let d = decide(&f.rt, &request("GET", "/x/1", &[]), NOW);
+    assert!(!matches!(d.outcome, Err(Rejection::BadTarget(_))));
 }
 
 #[test]
