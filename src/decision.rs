@@ -13,7 +13,7 @@ use crate::reject::Rejection;
 use crate::route::{Auth, Route};
 use crate::runtime::{HeaderLimits, Runtime};
 use crate::token::{self, ExtractError};
-use crate::verify::{self, Verified};
+use crate::verify::{self, Rendered, Verified};
 use http::header::{AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method};
@@ -258,11 +258,7 @@ fn verified(
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
         .retain(|name| rt.retained_claims.iter().any(|r| r == name));
-    v.rendered = rt
-        .forwarded_claims
-        .iter()
-        .map(|c| render(c, &v.claims))
-        .collect();
+    v.rendered = Rendered::new(rt.forwarded_claims.iter().map(|c| render(c, &v.claims)));
     let v = Arc::new(v);
     rt.tokens.insert(key, Arc::clone(&v), by);
     Ok(v)
@@ -275,7 +271,7 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
         .forward_claims
         .iter()
         .filter_map(|f| {
-            let value = verified.rendered.get(f.slot)?.clone()?;
+            let value = verified.rendered.get(f.slot)?;
             Some((f.header.clone(), value))
         })
         .collect()

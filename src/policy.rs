@@ -50,7 +50,7 @@ pub fn evaluate(policy: &Policy, token: &Verified, now: i64) -> Result<(), Rejec
             return Err(Rejection::TooOld("token is older than this route allows"));
         }
     }
-    let has = |s: &String| token.scopes.binary_search(s).is_ok();
+    let has = |s: &String| token.scopes.contains(s);
     let all_ok = policy.scopes_all.iter().all(has);
     let any_ok = policy.scopes_any.is_empty() || policy.scopes_any.iter().any(has);
     if !(all_ok && any_ok) {

@@ -5,6 +5,7 @@
 use super::*;
 use crate::issuer::{Issuer, KeySource};
 use crate::jwks::KeyStore;
+use crate::verify::Rendered;
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,9 +33,7 @@ fn issuer() -> Arc<Issuer> {
 /// A verified token issued 10 s ago for 10 minutes, with these scopes (sorted here, as `verify`
 /// guarantees), client and claims.
 fn token(scopes: &[&str], client: Option<&str>, claims: Value) -> Verified {
-    let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    scopes.sort_unstable();
-    scopes.dedup();
+    let scopes = scopes.iter().copied().collect();
     let claims: Map<String, Value> = match claims {
         Value::Object(m) => m,
         other => panic!("not an object: {other}"),
@@ -47,7 +46,7 @@ fn token(scopes: &[&str], client: Option<&str>, claims: Value) -> Verified {
         nbf: None,
         scopes,
         client: client.map(str::to_string),
-        rendered: Vec::new(),
+        rendered: Rendered::default(),
     }
 }
 

@@ -792,7 +792,7 @@ fn genuine_token_verifies_and_exposes_its_claims() {
     assert_eq!(v.exp, NOW + 600);
     assert_eq!(v.iat, Some(NOW - 10));
     assert_eq!(v.nbf, Some(NOW - 5));
-    assert_eq!(v.scopes, vec!["admin", "read", "write"]);
+    assert_eq!(v.scopes.to_vec(), vec!["admin", "read", "write"]);
     assert_eq!(v.client.as_deref(), Some("web"));
     assert_eq!(Value::Object(v.claims.into()), c);
 }
@@ -1120,4 +1120,16 @@ fn key_miss_is_none_without_a_kid_or_a_trusted_issuer() {
     );
     assert!(key_miss(&stranger, &issuers).is_none());
     assert!(key_miss("not.a.token", &issuers).is_none());
+}
+
+#[test]
+fn rendered_slots_round_trip_absent_empty_and_missing() {
+    let hv = |s: &str| Some(http::HeaderValue::from_str(s).unwrap());
+    let r = Rendered::new([hv("alice"), None, hv(""), hv("a,b c")]);
+    assert_eq!(r.get(0), hv("alice"));
+    assert_eq!(r.get(1), None);
+    assert_eq!(r.get(2), hv(""));
+    assert_eq!(r.get(3), hv("a,b c"));
+    assert_eq!(r.get(4), None, "past the last slot");
+    assert_eq!(Rendered::default().get(0), None);
 }
