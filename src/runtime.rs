@@ -40,7 +40,8 @@ pub struct Settings {
 /// pingora server tuning; defaults measured with `make bench` (see README, BENCHMARKS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// Let idle worker threads steal tasks from busy ones.
+    /// Let idle worker threads steal tasks from busy ones. The compiled default is on only with
+    /// more than one thread.
     pub work_stealing: bool,
     /// Idle upstream connections kept for reuse (across all upstreams).
     pub upstream_keepalive_pool_size: usize,

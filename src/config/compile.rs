@@ -366,7 +366,7 @@ fn compile_server(raw: Option<&RawServer>, errs: &mut Errors<'_>) -> Settings {
         state_dir: raw.state_dir.as_ref().map(|d| PathBuf::from(d.get_ref())),
         log: LogSettings::default(),
         limits: header_limits(raw, max_token_bytes, errs),
-        tuning: tuning(raw, errs),
+        tuning: tuning(raw, threads, errs),
         keepalive_timeout: bounded(
             &raw.keepalive_timeout,
             "keepalive_timeout",
@@ -455,7 +455,7 @@ fn header_limits(raw: &RawServer, max_token_bytes: usize, errs: &mut Errors<'_>)
     limits
 }
 
-fn tuning(raw: &RawServer, errs: &mut Errors<'_>) -> Tuning {
+fn tuning(raw: &RawServer, threads: usize, errs: &mut Errors<'_>) -> Tuning {
     let d = Tuning::default();
     let mut bounded = |v: &Option<Spanned<usize>>, field: &str, default: usize, max: usize| {
         v.as_ref().map_or(default, |s| {
@@ -470,7 +470,11 @@ fn tuning(raw: &RawServer, errs: &mut Errors<'_>) -> Tuning {
         })
     };
     Tuning {
-        work_stealing: raw.work_stealing.unwrap_or(d.work_stealing),
+        // With one thread there is nothing to steal, and pingora's work-stealing runtime (tokio's
+        // multi-thread scheduler) then costs about 9% of req/s against a plain per-thread runtime
+        // (make bench-tuning, README); with several threads stealing keeps a busy one from
+        // starving the connections it owns.
+        work_stealing: raw.work_stealing.unwrap_or(d.work_stealing && threads > 1),
         upstream_keepalive_pool_size: bounded(
             &raw.upstream_keepalive_pool_size,
             "upstream_keepalive_pool_size",

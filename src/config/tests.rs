@@ -284,6 +284,21 @@ fn timeouts_and_head_limits_default_when_unset() {
 }
 
 #[test]
+fn work_stealing_defaults_on_only_with_more_than_one_thread_and_obeys_the_file() {
+    let env = Env::new();
+    let routes = with_routes(&route("a", r#"path_prefix = "/""#));
+    for (server, want) in [
+        ("[server]\nthreads = 1\n", false),
+        ("[server]\nthreads = 2\n", true),
+        ("[server]\nthreads = 1\nwork_stealing = true\n", true),
+        ("[server]\nthreads = 4\nwork_stealing = false\n", false),
+    ] {
+        let rt = env.ok(&format!("{server}{routes}"));
+        assert_eq!(rt.settings.tuning.work_stealing, want, "{server:?}");
+    }
+}
+
+#[test]
 fn every_shipped_config_compiles() {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/conf"));
     let mut seen = 0;
