@@ -490,6 +490,37 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 # verdict CONDITION (awk expression): PASS or MISS
 verdict() { awk "BEGIN { print (($1) ? \"PASS\" : \"MISS\") }"; }
 
+# paired RESULTS: each measurement's ratio to the P measured beside it in the same round (the mean
+# of the P just before and just after it, or the one before when none follows), median over the
+# rounds; one line per scenario: name, rounds, req/s ratio, CPU ratio. Slow drift of the machine
+# (seen here as minutes-long phases of +-20%) cancels in these, unlike in a ratio of medians.
+paired() {
+  awk '
+BEGIN { FS = "\t" }
+NR == 1 { next }
+{ sc[NR] = $1; rd[NR] = $2; rps[NR] = $3; cpu[NR] = $6; n = NR }
+END {
+  for (i = 2; i <= n; i++) {
+    if (sc[i] == "P") continue
+    pr = 0; pc = 0; k = 0
+    for (j = i - 1; j >= 2 && rd[j] == rd[i]; j--) if (sc[j] == "P") { pr += rps[j]; pc += cpu[j]; k++; break }
+    for (j = i + 1; j <= n && rd[j] == rd[i]; j++) if (sc[j] == "P") { pr += rps[j]; pc += cpu[j]; k++; break }
+    if (k == 0) continue
+    m = ++cnt[sc[i]]
+    rr[sc[i], m] = rps[i] / (pr / k); cr[sc[i], m] = cpu[i] / (pc / k)
+  }
+  for (s in cnt) {
+    m = cnt[s]
+    for (a = 1; a <= m; a++) { x[a] = rr[s, a]; y[a] = cr[s, a] }
+    for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) { if (x[b] < x[a]) { t = x[a]; x[a] = x[b]; x[b] = t } if (y[b] < y[a]) { t = y[a]; y[a] = y[b]; y[b] = t } }
+    mr = (m % 2) ? x[(m + 1) / 2] : (x[m / 2] + x[m / 2 + 1]) / 2
+    mc = (m % 2) ? y[(m + 1) / 2] : (y[m / 2] + y[m / 2 + 1]) / 2
+    printf "%s\t%d\t%.3f\t%.3f\n", s, m, mr, mc
+  }
+}
+' "$1" | sort
+}
+
 for s in P J1 J10k JU B P0; do
   declare "RPS_$s=$(med "$s" 3)" "P50_$s=$(med "$s" 4)" "P99_$s=$(med "$s" 5)" \
     "CPU_$s=$(med "$s" 6)" "GWPCT_$s=$(med "$s" 10)" "OTH0_$s=$(med "$s" 13)" "OTH1_$s=$(med "$s" 14)" \
@@ -576,6 +607,12 @@ target() { # label measured target condition [nocaveat]
     printf '| %s/B | %.3f | %.3f |\n' "$s" "$(calc %.6f "$r/$RPS_B")" "$(calc %.6f "$c/$CPU_B")"
   done
   printf '| p99(J10k) - p99(P) | %s ms | |\n' "$P99_DELTA_MS"
+  echo
+  echo "Paired ratios (each measurement against the P measured beside it, median over rounds; robust to the machine's slow drift):"
+  echo
+  echo "| scenario | rounds | req/s vs P | CPU/request vs P |"
+  echo "|---|---:|---:|---:|"
+  paired "$RESULTS" | awk -F'\t' '{ printf "| %s | %d | %.3f | %.3f |\n", $1, $2, $3, $4 }'
   echo
   echo "Memory: VmRSS of the gateway $(calc %.1f "$RSS_IDLE_KIB/1024") MiB after start; **$RSS_FILL_MIB MiB** after $FILL_SENT requests carrying $FILL_COUNT distinct tokens (once each, at $(calc %.0f "$FILL_RPS") req/s), VmHWM $(calc %.1f "$HWM_KIB/1024") MiB; \`tokengate_token_cache_entries\` $ENTRIES_BEFORE_FILL before the fill, $ENTRIES_AFTER_FILL after (capacity $CACHE_CAPACITY). The JU gateway reports $JU_ENTRIES entries."
   echo
