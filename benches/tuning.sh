@@ -36,9 +36,9 @@ done
 
 # name | [server] lines that differ from the default. The first is the baseline.
 VARIANTS=(
-  "baseline: threads=1, other knobs at their defaults|"
+  "baseline: threads=1, other knobs at their defaults (work_stealing false)|"
   "threads=2|threads = 2"
-  "work_stealing=false|work_stealing = false"
+  "work_stealing=true|work_stealing = true"
   "upstream_keepalive_pool_size=8|upstream_keepalive_pool_size = 8"
   "listener_tasks_per_fd=2|listener_tasks_per_fd = 2"
 )
