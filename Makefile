@@ -42,6 +42,7 @@ unit:
 ## The benchmark scripts are not run by the suite (they need quiet cores and minutes); at least
 ## they must parse.
 check-scripts:
+	bash -n benches/lib.sh
 	bash -n benches/load.sh
 	bash -n benches/tuning.sh
 

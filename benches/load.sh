@@ -62,123 +62,19 @@ REPORT="$REPORT_DIR/load-report.md"
 RESULTS_OUT="$REPORT_DIR/load-results.tsv"
 LUA_DIR="$ROOT/benches/load"
 
-log() { echo "[load] $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+BENCH_NAME=load
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
-for v in ROUNDS DURATION WARMUP CONNS POOL FILL_COUNT FILL_TIMEOUT; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
+require_positive ROUNDS DURATION WARMUP CONNS POOL FILL_COUNT FILL_TIMEOUT
 [[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600)) || die "IDLE_WAIT must be 0..600 (got '$IDLE_WAIT')"
 [[ $ACCESS_LOG == true || $ACCESS_LOG == false ]] || die "ACCESS_LOG must be true or false"
 ((FILL_COUNT >= POOL)) || die "FILL_COUNT ($FILL_COUNT) must be at least POOL ($POOL)"
 ((ROUNDS <= 50 && DURATION <= 600)) || die "ROUNDS <= 50 and DURATION <= 600, please"
+bench_setup
 
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FILL_COUNT=$FILL_COUNT ACCESS_LOG=$ACCESS_LOG IDLE_WAIT=$IDLE_WAIT bash benches/load.sh"
 
-# ---------------------------------------------------------------------------------------------
-# Tools: wrk (and curl) are installed with apt-get when missing; taskset comes with util-linux.
-
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
-apt_install() {
-  log "installing $* with apt-get"
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-for t in wrk curl taskset getconf awk sed sort; do
-  command -v "$t" >/dev/null 2>&1 || die "$t not found"
-done
-command -v cmake >/dev/null 2>&1 || apt_install cmake # pingora's native dependencies
-command -v "$CARGO" >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup)"
-
-NPROC=$(nproc)
-CLK_TCK=$(getconf CLK_TCK)
-if ((NPROC >= 2)); then
-  PIN_GW=(taskset -c 0)
-  PIN_LOAD=(taskset -c 1)
-  PINNING="gateways on core 0; wrk and upstream on core 1 (taskset)"
-else
-  PIN_GW=()
-  PIN_LOAD=()
-  PINNING="NOT pinned: only $NPROC CPU (gateway, wrk and upstream share it)"
-  log "warning: $PINNING"
-fi
-
-# ---------------------------------------------------------------------------------------------
-# Processes and cleanup. Every process this script starts is recorded and stopped on exit.
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-load.XXXXXX")
-PIDS=()
-WRK_PID=""
-LAST_PID=""
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}" $WRK_PID; do
-    local i
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if ((rc != 0)); then
-    local f
-    for f in "$TMP"/*.log; do
-      [ -e "$f" ] || continue
-      log "---- last lines of $(basename "$f")"
-      tail -n 15 "$f" >&2 || true
-    done
-  fi
-  if [ "${KEEP_TMP:-0}" = 1 ]; then
-    log "work directory kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# start_bg NAME CMD... : runs CMD in the background, output in $TMP/NAME.log; pid in LAST_PID.
-start_bg() {
-  local name=$1
-  shift
-  "$@" >"$TMP/$name.log" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-}
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# wait_http URL WHAT PID : until URL answers 2xx, at most 10 s, and only while PID lives.
-wait_http() {
-  local url=$1 what=$2 pid=$3
-  local deadline=$((SECONDS + 10))
-  until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || die "$what exited while starting (log: $TMP/$what.log)"
-    ((SECONDS < deadline)) || die "$what did not answer $url within 10 s"
-    sleep 0.1
-  done
-}
-
-# utime + stime of the whole process (all threads), in clock ticks: /proc/PID/stat fields 14, 15.
-# Field 2 (comm) may contain spaces, so count from after its closing parenthesis.
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 # CHILD_MS = user + system CPU of this shell's waited-for children, in ms (second line of bash
 # `times`). Call it directly, never in $(...): a subshell has no children times of its own.
 children_ms() {
@@ -186,10 +82,6 @@ children_ms() {
   CHILD_MS=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%d\n", t * 1000 }' "$TMP/times")
 }
 vmrss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
-# busy and total jiffies of CPU N from /proc/stat
-core_jiffies() {
-  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
 # sum of tokengate_requests_total over the samples of route "jwt"
 jwt_requests() {
   curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" |
@@ -221,36 +113,14 @@ head -n 1 "$TMP/tokens-all.txt" >"$TMP/tokens-1.txt"
 head -n "$POOL" "$TMP/tokens-all.txt" >"$TMP/tokens-pool.txt"
 [ "$(wc -l <"$TMP/tokens-pool.txt")" -eq "$POOL" ] || die "token pool is short"
 
-# make_conf OUT LISTEN_PORT ADMIN_PORT CACHE_LINE
-make_conf() {
-  sed -e "s|@LISTEN@|127.0.0.1:$2|" \
-    -e "s|@ADMIN@|127.0.0.1:$3|" \
-    -e "s|@CACHE_LINE@|$4|" \
-    -e "s|@UPGRADE_SOCK@|$TMP/upgrade-$2.sock|" \
-    -e "s|@ACCESS_LOG@|$ACCESS_LOG|" \
-    -e "s|@JWKS@|$TMP/jwks.json|" \
-    -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" \
-    "$LUA_DIR/gateway.toml.in" >"$1"
-}
-
-CACHE_KEY_OK=1
-make_conf "$TMP/gateway.toml" $GW_PORT $GW_ADMIN "token_cache_capacity = $CACHE_CAPACITY"
-make_conf "$TMP/gateway-nocache.toml" $GWU_PORT $GWU_ADMIN "token_cache_capacity = 0"
-if ! "$BIN" check --config "$TMP/gateway.toml" >"$TMP/check.log" 2>&1; then
-  if grep -q token_cache_capacity "$TMP/check.log"; then
-    CACHE_KEY_OK=0
-    log "WARNING: this build rejects [server] token_cache_capacity; running without it."
-    log "WARNING: JU then runs on a gateway with the build's default cache (it is NOT uncached)."
-    make_conf "$TMP/gateway.toml" $GW_PORT $GW_ADMIN "# token_cache_capacity: not supported by this build"
-    make_conf "$TMP/gateway-nocache.toml" $GWU_PORT $GWU_ADMIN "# token_cache_capacity: not supported by this build"
-    "$BIN" check --config "$TMP/gateway.toml" || die "tokengate check failed on $TMP/gateway.toml"
-  else
+make_conf "$TMP/gateway.toml" $GW_PORT $GW_ADMIN $UP_PORT "token_cache_capacity = $CACHE_CAPACITY"
+make_conf "$TMP/gateway-nocache.toml" $GWU_PORT $GWU_ADMIN $UP_PORT "token_cache_capacity = 0"
+for conf in gateway gateway-nocache; do
+  "$BIN" check --config "$TMP/$conf.toml" >"$TMP/check.log" 2>&1 || {
     cat "$TMP/check.log" >&2
-    die "tokengate check failed on the generated config"
-  fi
-fi
-"$BIN" check --config "$TMP/gateway-nocache.toml" >/dev/null 2>&1 ||
-  die "tokengate check failed on $TMP/gateway-nocache.toml"
+    die "tokengate check failed on $TMP/$conf.toml"
+  }
+done
 
 # ---------------------------------------------------------------------------------------------
 # Start upstream and both gateways; sanity-check the routes.
@@ -291,29 +161,6 @@ expect_status 200 "http://127.0.0.1:$GW_PORT/j" "$TOKEN1"
 expect_status 401 "http://127.0.0.1:$GW_PORT/j" "${TOKEN1%?????}AAAAA"
 expect_status 200 "http://127.0.0.1:$GWU_PORT/j" "$TOKEN1"
 log "sanity checks passed (200 /p, 401 without token, 200 with token, 401 tampered)"
-
-# wait_quiet: before a measurement, wait (at most IDLE_WAIT seconds) until neither core is more
-# than 10% busy while the benchmark is idle, so that other work on the machine does not land in
-# the figures. Proceeds anyway after the deadline; such measurements show up as disturbed.
-wait_quiet() {
-  ((IDLE_WAIT > 0)) || return 0
-  local deadline=$((SECONDS + IDLE_WAIT)) a0 a1 said=0
-  while :; do
-    read -r -a a0 <<<"$(core_jiffies 0) $(core_jiffies 1)"
-    sleep 0.5
-    read -r -a a1 <<<"$(core_jiffies 0) $(core_jiffies 1)"
-    if awk -v b0="$((a1[0] - a0[0]))" -v t0="$((a1[1] - a0[1]))" -v b1="$((a1[2] - a0[2]))" -v t1="$((a1[3] - a0[3]))" \
-      'BEGIN { exit !((t0 == 0 || b0 <= 0.1 * t0) && (t1 == 0 || b1 <= 0.1 * t1)) }'; then
-      return 0
-    fi
-    if ((SECONDS >= deadline)); then
-      log "other load did not settle within ${IDLE_WAIT}s; measuring anyway"
-      return 0
-    fi
-    ((said)) || log "other processes are using the CPUs; waiting up to ${IDLE_WAIT}s for them to settle"
-    said=1
-  done
-}
 
 # busy_pct SECONDS: how busy each core is while the benchmark itself is idle (other load on the box)
 busy_pct() {
@@ -478,11 +325,7 @@ log "other load after the runs (benchmark idle, 2 s): $IDLE_AFTER; loadavg $LOAD
 mkdir -p "$REPORT_DIR"
 cp "$RESULTS" "$RESULTS_OUT"
 
-# med SCENARIO COLUMN: median over rounds
-med() {
-  awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s { print $c }' "$RESULTS" | sort -g |
-    awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+med() { median "$RESULTS" "$1" "$2"; }
 # range SCENARIO COLUMN: "min-max" over rounds, rounded
 range() { awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%.0f-%.0f", lo, hi }' "$RESULTS"; }
 sum() { awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s { t += $c } END { print t + 0 }' "$RESULTS"; }
@@ -540,11 +383,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 KERNEL=$(uname -srm)
 if grep -qw hypervisor /proc/cpuinfo; then CPU_MODEL="$CPU_MODEL (virtual machine: hypervisor flag set)"; fi
 REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
-if ((CACHE_KEY_OK)); then
-  JU_HOW="second gateway instance with \`token_cache_capacity = 0\` (cache disabled), same $POOL-token pool as J10k"
-else
-  JU_HOW="second gateway instance, but this build does not accept \`token_cache_capacity\`: JU is NOT guaranteed uncached"
-fi
+JU_HOW="second gateway instance with \`token_cache_capacity = 0\` (cache disabled), same $POOL-token pool as J10k"
 
 row() { # scenario description
   local s=$1 d=$2 rps p50 p99 cpu gw o0 o1 n2 er

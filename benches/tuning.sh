@@ -26,13 +26,15 @@ WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-50}
 IDLE_WAIT=${IDLE_WAIT:-20}
 CARGO=${CARGO:-cargo}
-for v in ROUNDS DURATION WARMUP CONNS; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer" >&2; exit 1; }
-done
-[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600 && ROUNDS <= 50 && DURATION <= 600)) || {
-  echo "IDLE_WAIT must be 0..600, ROUNDS <= 50, DURATION <= 600" >&2
-  exit 1
-}
+ACCESS_LOG=false
+
+BENCH_NAME=tuning
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+
+require_positive ROUNDS DURATION WARMUP CONNS
+[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600 && ROUNDS <= 50 && DURATION <= 600)) ||
+  die "IDLE_WAIT must be 0..600, ROUNDS <= 50, DURATION <= 600"
 
 # name | [server] lines that differ from the default. The first is the baseline.
 VARIANTS=(
@@ -42,113 +44,46 @@ VARIANTS=(
   "upstream_keepalive_pool_size=8|upstream_keepalive_pool_size = 8"
   "listener_tasks_per_fd=2|listener_tasks_per_fd = 2"
 )
+((${#VARIANTS[@]} < 20)) || die "too many variants"
 BASE_PORT=18180
+BASE_ADMIN=18280
 UP_PORT=18179
 
-log() { echo "[tuning] $*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-
-command -v wrk >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || {
-  log "installing wrk and curl with apt-get"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk curl >/dev/null
-}
-((${#VARIANTS[@]} < 20)) || die "too many variants"
-if (($(nproc) >= 2)); then
-  PIN_GW=(taskset -c 0)
-  PIN_LOAD=(taskset -c 1)
-else
-  PIN_GW=()
-  PIN_LOAD=()
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-tuning.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$? pid i
-  trap - EXIT
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # URL PID
-  local deadline=$((SECONDS + 10))
-  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
-    kill -0 "$2" 2>/dev/null || die "process $2 exited while starting"
-    ((SECONDS < deadline)) || die "$1 did not answer within 10 s"
-    sleep 0.1
-  done
-}
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-core_busy_pct() { # SECONDS: busy % of the busier core while nothing of ours runs
-  local a b
-  a=$(awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat)
-  sleep "$1"
-  b=$(awk '/^cpu[0-9]/ { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat)
-  paste <(echo "$a") <(echo "$b") | awk '{ p = ($4 > $2) ? 100 * ($3 - $1) / ($4 - $2) : 0; if (p > m) m = p } END { printf "%d\n", m }'
-}
-wait_quiet() {
-  ((IDLE_WAIT > 0)) || return 0
-  local deadline=$((SECONDS + IDLE_WAIT))
-  while (($(core_busy_pct 0.5) > 10)) && ((SECONDS < deadline)); do :; done
-}
+bench_setup
 
 log "building (release)"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens
 BIN="$ROOT/target/release/tokengate"
 "$ROOT/target/release/examples/mint_tokens" --count 1 --out "$TMP/token.txt" --jwks "$TMP/jwks.json" --lifetime 3600 >/dev/null
 
-for ((i = 0; i < ${#VARIANTS[@]}; i++)); do port_busy $((BASE_PORT + i)) && die "port $((BASE_PORT + i)) is in use"; done
+for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
+  for p in $((BASE_PORT + i)) $((BASE_ADMIN + i)); do port_busy $p && die "port $p is in use"; done
+done
 port_busy $UP_PORT && die "port $UP_PORT is in use"
 
-"${PIN_LOAD[@]}" "$ROOT/target/release/examples/bench_upstream" "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$UP_PORT/" "${PIDS[-1]}"
+start_bg upstream "${PIN_LOAD[@]}" "$ROOT/target/release/examples/bench_upstream" "127.0.0.1:$UP_PORT"
+wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"
 
 GW_PIDS=()
 for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
   extra=${VARIANTS[i]#*|}
-  port=$((BASE_PORT + i))
   line="token_cache_capacity = 1000"
   [ -z "$extra" ] || line="$line"$'\n'"$extra"
-  sed -e "s|@LISTEN@|127.0.0.1:$port|" -e "/^admin_listen/d" -e "/^threads = 1/d" \
-    -e "s|@UPGRADE_SOCK@|$TMP/upgrade-$port.sock|" -e "s|@ACCESS_LOG@|false|" \
-    -e "s|@JWKS@|$TMP/jwks.json|" -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" \
-    "$ROOT/benches/load/gateway.toml.in" >"$TMP/gw-$i.toml"
-  # threads defaults to the number of CPUs; the baseline is one thread on its one core.
-  grep -q '^threads' <<<"$line" || line="threads = 1"$'\n'"$line"
-  awk -v l="$line" '$0 == "@CACHE_LINE@" { print l; next } { print }' "$TMP/gw-$i.toml" >"$TMP/gw-$i.toml.new"
-  mv "$TMP/gw-$i.toml.new" "$TMP/gw-$i.toml"
+  make_conf "$TMP/gw-$i.toml" $((BASE_PORT + i)) $((BASE_ADMIN + i)) $UP_PORT "$line"
   "$BIN" check --config "$TMP/gw-$i.toml" >/dev/null || die "tokengate check failed for ${VARIANTS[i]%%|*}"
-  "${PIN_GW[@]}" "$BIN" run --config "$TMP/gw-$i.toml" >"$TMP/gw-$i.log" 2>&1 &
-  PIDS+=($!)
-  GW_PIDS+=($!)
+  start_bg "gw-$i" "${PIN_GW[@]}" "$BIN" run --config "$TMP/gw-$i.toml"
+  GW_PIDS+=("$LAST_PID")
 done
 TOKEN=$(cat "$TMP/token.txt")
 for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
-  wait_http "http://127.0.0.1:$((BASE_PORT + i))/p" "${GW_PIDS[i]}"
+  wait_http "http://127.0.0.1:$((BASE_ADMIN + i))/readyz" "gw-$i" "${GW_PIDS[i]}"
   got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$((BASE_PORT + i))/j")
   [ "$got" = 200 ] || die "${VARIANTS[i]%%|*}: /j answered $got"
 done
 
 export BENCH_PATH=/j BENCH_TOKENS="$TMP/token.txt"
 RESULTS="$TMP/results.tsv"
-: >"$RESULTS"
+printf 'variant\trps\tcpu_us\tp99_us\tfailures\n' >"$RESULTS"
 for ((round = 1; round <= ROUNDS; round++)); do
   for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
     port=$((BASE_PORT + i))
@@ -159,7 +94,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
       die "wrk failed: $(cat "$TMP/wrk.out")"
     c1=$(cpu_ticks "${GW_PIDS[i]}")
     res=$(grep '^RESULT ' "$TMP/wrk.out") || die "wrk printed no RESULT line"
-    awk -v name="${VARIANTS[i]%%|*}" -v dt=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v r="$res" 'BEGIN {
+    awk -v name="${VARIANTS[i]%%|*}" -v dt=$((c1 - c0)) -v hz="$CLK_TCK" -v r="$res" 'BEGIN {
       n = split(r, kv, " "); for (j = 2; j <= n; j++) { split(kv[j], p, "="); f[p[1]] = p[2] }
       printf "%s\t%.1f\t%.2f\t%d\t%d\n", name, f["rps"], dt * 1e6 / hz / f["requests"], f["p99_us"], f["non2xx"] + f["errors"]
     }' >>"$RESULTS"
@@ -167,10 +102,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 
-med() { # NAME COLUMN
-  awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "$RESULTS" | sort -g |
-    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
+med() { median "$RESULTS" "$1" "$2"; }
 BASE=${VARIANTS[0]%%|*}
 BASE_RPS=$(med "$BASE" 2)
 BASE_CPU=$(med "$BASE" 3)
@@ -188,7 +120,7 @@ mkdir -p "$ROOT/target/bench"
     n=${v%%|*}
     rps=$(med "$n" 2)
     cpu=$(med "$n" 3)
-    fails=$(awk -F'\t' -v s="$n" '$1 == s { t += $5 } END { print t + 0 }' "$RESULTS")
+    fails=$(awk -F'\t' -v s="$n" 'NR > 1 && $1 == s { t += $5 } END { print t + 0 }' "$RESULTS")
     awk -v n="$n" -v r="$rps" -v c="$cpu" -v br="$BASE_RPS" -v bc="$BASE_CPU" -v f="$fails" \
       'BEGIN { printf "| %s | %.0f | %.3f | %.1f | %.3f | %d |\n", n, r, r / br, c, c / bc, f }'
   done

@@ -1,0 +1,177 @@
+# Shared by benches/load.sh and benches/tuning.sh (sourced, not run): tools, pinning, process
+# bookkeeping, waiting, /proc readings and the gateway config template. The caller sets
+# BENCH_NAME (log prefix), ROOT and CARGO before sourcing, and IDLE_WAIT and ACCESS_LOG before
+# calling wait_quiet and make_conf; bench_setup does the side effects, everything else here only
+# defines functions.
+
+log() { echo "[$BENCH_NAME] $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# require_positive VAR...: each must hold a positive integer.
+require_positive() {
+  local v
+  for v in "$@"; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools: wrk (and curl) are installed with apt-get when missing; taskset comes with util-linux,
+# cmake is pingora's native build dependency.
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+apt_install() {
+  log "installing $* with apt-get"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# bench_setup: installs what is missing, decides the pinning, makes the work directory TMP and
+# arms the cleanup. Every process started with start_bg is stopped on exit, and so is a wrk whose
+# pid is in WRK_PID.
+bench_setup() {
+  local missing=() t
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+  for t in wrk curl taskset getconf awk sed sort; do
+    command -v "$t" >/dev/null 2>&1 || die "$t not found"
+  done
+  command -v "$CARGO" >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup)"
+
+  NPROC=$(nproc)
+  CLK_TCK=$(getconf CLK_TCK)
+  if ((NPROC >= 2)); then
+    PIN_GW=(taskset -c 0)
+    PIN_LOAD=(taskset -c 1)
+    PINNING="proxies on core 0; wrk and upstream on core 1 (taskset)"
+  else
+    PIN_GW=()
+    PIN_LOAD=()
+    PINNING="NOT pinned: only $NPROC CPU (proxies, wrk and upstream share it)"
+    log "warning: $PINNING"
+  fi
+
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-$BENCH_NAME.XXXXXX")
+  PIDS=()
+  WRK_PID=""
+  LAST_PID=""
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -z "$WRK_PID" ] || kill -TERM "$WRK_PID" 2>/dev/null || true
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}" $WRK_PID; do
+    local i
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if ((rc != 0)); then
+    local f
+    for f in "$TMP"/*.log; do
+      [ -e "$f" ] || continue
+      log "---- last lines of $(basename "$f")"
+      tail -n 15 "$f" >&2 || true
+    done
+  fi
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    log "work directory kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+# start_bg NAME CMD... : runs CMD in the background, output in $TMP/NAME.log; pid in LAST_PID.
+start_bg() {
+  local name=$1
+  shift
+  "$@" >"$TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_http URL WHAT PID : until URL answers 2xx, at most 10 s, and only while PID lives.
+wait_http() {
+  local url=$1 what=$2 pid=$3
+  local deadline=$((SECONDS + 10))
+  until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || die "$what exited while starting (log: $TMP/$what.log)"
+    ((SECONDS < deadline)) || die "$what did not answer $url within 10 s"
+    sleep 0.1
+  done
+}
+
+# utime + stime of the whole process (all threads), in clock ticks: /proc/PID/stat fields 14, 15.
+# Field 2 (comm) may contain spaces, so count from after its closing parenthesis.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# busy and total jiffies of CPU N from /proc/stat
+core_jiffies() {
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+
+# wait_quiet: before a measurement, wait (at most IDLE_WAIT seconds) until neither core is more
+# than 10% busy while the benchmark is idle, so that other work on the machine does not land in
+# the figures. Proceeds anyway after the deadline; such measurements show up as disturbed.
+wait_quiet() {
+  ((IDLE_WAIT > 0)) || return 0
+  local deadline=$((SECONDS + IDLE_WAIT)) a0 a1 said=0
+  while :; do
+    read -r -a a0 <<<"$(core_jiffies 0) $(core_jiffies 1)"
+    sleep 0.5
+    read -r -a a1 <<<"$(core_jiffies 0) $(core_jiffies 1)"
+    if awk -v b0="$((a1[0] - a0[0]))" -v t0="$((a1[1] - a0[1]))" -v b1="$((a1[2] - a0[2]))" -v t1="$((a1[3] - a0[3]))" \
+      'BEGIN { exit !((t0 == 0 || b0 <= 0.1 * t0) && (t1 == 0 || b1 <= 0.1 * t1)) }'; then
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      log "other load did not settle within ${IDLE_WAIT}s; measuring anyway"
+      return 0
+    fi
+    ((said)) || log "other processes are using the CPUs; waiting up to ${IDLE_WAIT}s for them to settle"
+    said=1
+  done
+}
+
+# make_conf OUT LISTEN_PORT ADMIN_PORT UPSTREAM_PORT SERVER_LINES: the gateway config from
+# benches/load/gateway.toml.in. SERVER_LINES (newline-separated [server] settings) replace the
+# @SERVER_LINES@ line; when they set `threads`, the template's `threads = 1` goes.
+make_conf() {
+  local drop_threads=0
+  grep -q '^threads' <<<"$5" && drop_threads=1
+  sed -e "s|@LISTEN@|127.0.0.1:$2|" \
+    -e "s|@ADMIN@|127.0.0.1:$3|" \
+    -e "s|@UPGRADE_SOCK@|$TMP/upgrade-$2.sock|" \
+    -e "s|@ACCESS_LOG@|$ACCESS_LOG|" \
+    -e "s|@JWKS@|$TMP/jwks.json|" \
+    -e "s|@UPSTREAM@|127.0.0.1:$4|" \
+    "$ROOT/benches/load/gateway.toml.in" |
+    awk -v lines="$5" -v drop="$drop_threads" '
+      $0 == "@SERVER_LINES@" { print lines; next }
+      drop && $0 == "threads = 1" { next }
+      { print }' >"$1"
+}
+
+# median FILE SCENARIO COLUMN: median of COLUMN over the rows of SCENARIO (column 1) in a TSV
+# with a header line.
+median() {
+  awk -F'\t' -v s="$2" -v c="$3" 'NR > 1 && $1 == s { print $c }' "$1" | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
