@@ -231,6 +231,7 @@ impl Scopes {
         self.0.is_empty()
     }
 
+    #[cfg(test)]
     pub fn to_vec(&self) -> Vec<&str> {
         self.iter().collect()
     }
