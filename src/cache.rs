@@ -110,6 +110,12 @@ impl TokenCache {
         TokenCache { inner }
     }
 
+    /// The cache key of `token`, or `None` when the cache is disabled: a disabled cache costs no
+    /// hash per request.
+    pub fn key_of(&self, token: &str) -> Option<[u8; 32]> {
+        self.inner.as_ref().map(|_| key(token))
+    }
+
     /// The cached result for `token`, if any.
     pub fn get(&self, key: &[u8; 32]) -> Option<Cached> {
         self.inner.as_ref()?.get(key)

@@ -4,7 +4,6 @@
 //! argument, and returns either a permit (what to forward, and with which identity headers) or a
 //! rejection. The proxy only sequences IO around it.
 
-use crate::cache;
 use crate::claims::{ClaimPath, Claims};
 use crate::issuer::Issuer;
 use crate::path;
@@ -242,8 +241,9 @@ fn verified(
     issuers: &[Arc<Issuer>],
     now: i64,
 ) -> Result<Arc<Verified>, Rejection> {
-    let key = cache::key(token);
-    if let Some(hit) = rt.tokens.get(&key) {
+    // `None` when the cache is disabled: then nothing is looked up, hashed or stored.
+    let key = rt.tokens.key_of(token);
+    if let Some((key, hit)) = key.as_ref().and_then(|k| Some((k, rt.tokens.get(k)?))) {
         if hit.usable_for(issuers) {
             let v = &hit.verified;
             verify::check_times(v.exp, v.nbf, v.iat, v.issuer.leeway, now)?;
@@ -252,7 +252,7 @@ fn verified(
         // Either another route's issuer verified it (verify below rejects it properly), or its
         // key has left the set: forget it, so the revocation is immediate and permanent.
         if issuers.iter().any(|i| Arc::ptr_eq(i, &hit.verified.issuer)) {
-            rt.tokens.remove(&key);
+            rt.tokens.remove(key);
         }
     }
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
@@ -260,7 +260,9 @@ fn verified(
         .retain(|name| rt.retained_claims.iter().any(|r| r == name));
     v.rendered = Rendered::new(rt.forwarded_claims.iter().map(|c| render(c, &v.claims)));
     let v = Arc::new(v);
-    rt.tokens.insert(key, Arc::clone(&v), by);
+    if let Some(key) = key {
+        rt.tokens.insert(key, Arc::clone(&v), by);
+    }
     Ok(v)
 }
 

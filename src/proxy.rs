@@ -95,14 +95,15 @@ impl ProxyHttp for Gateway {
         if session.get_keepalive().is_some_and(|t| t == 0 || t > cap) {
             session.set_keepalive(Some(cap));
         }
-        let started = Instant::now();
+        // pingora creates the context just before this hook, so its start is when deciding
+        // starts, and one clock read is saved.
         let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
         if let Some((issuer, kid)) = decision.key_miss.take() {
             if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
                 decision = decision::decide(&runtime, session.req_header(), unix_now());
             }
         }
-        ctx.decide_time = started.elapsed();
+        ctx.decide_time = ctx.start.elapsed();
         self.metrics.decide().observe(ctx.decide_time.as_secs_f64());
         ctx.route = decision.route;
         ctx.runtime = Some(runtime);
@@ -156,18 +157,30 @@ impl ProxyHttp for Gateway {
         if route.strip_authorization {
             req.remove_header("authorization");
         }
+        // Headers and target are rewritten only where the bytes on the wire would differ: a
+        // rewrite costs allocations and map updates, and most requests arrive canonical.
         if let Some(host) = &permit.host {
-            req.insert_header("host", host.as_str())?;
+            let mut sent = req.headers.get_all(http::header::HOST).iter();
+            let canonical = matches!(
+                (sent.next(), sent.next()),
+                (Some(v), None) if v.as_bytes() == host.as_bytes()
+            );
+            if !canonical {
+                req.insert_header("host", host.as_str())?;
+            }
         }
         // Marked sensitive so that no debug log (pingora's included) prints the token.
         if let Some(mut v) = req.headers.get(http::header::AUTHORIZATION).cloned() {
             v.set_sensitive(true);
             req.insert_header(http::header::AUTHORIZATION, v)?;
         }
-        let uri = permit.path_and_query.parse().map_err(|_| {
-            Error::explain(ErrorType::InternalError, "normalised path is not a URI")
-        })?;
-        req.set_uri(uri);
+        // `raw_path` is exactly the request target pingora writes upstream.
+        if req.raw_path() != permit.path_and_query.as_bytes() {
+            let uri = permit.path_and_query.parse().map_err(|_| {
+                Error::explain(ErrorType::InternalError, "normalised path is not a URI")
+            })?;
+            req.set_uri(uri);
+        }
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())

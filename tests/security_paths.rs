@@ -640,6 +640,26 @@ fn forwarding_headers_are_never_used_for_routing() {
     env.assert_allowed(&resp);
 }
 
+/// The upstream sees the host that was routed on, in its one canonical spelling, whatever
+/// spelling the client used; a `Host` already canonical is passed on as it came.
+#[test]
+fn the_upstream_gets_the_host_in_the_spelling_that_was_routed_on() {
+    let env = Env::start("", HOSTED);
+    for (sent, forwarded) in [
+        ("api.test", "api.test"),
+        ("API.Test", "api.test"),
+        ("api.test.", "api.test"),
+        ("api.test:8080", "api.test:8080"),
+        ("API.TEST.:08080", "api.test:8080"),
+        ("api.test:", "api.test"),
+    ] {
+        eprintln!("case: Host: {sent}");
+        let resp = env.request("GET", "/hosted/x", &[("Host", sent)]);
+        let rec = env.assert_allowed(&resp);
+        assert_eq!(rec.header_all("host"), [forwarded], "{:?}", rec.headers);
+    }
+}
+
 /// RFC 9112 §3.2.2: the authority of an absolute-form target is the host. pingora refuses a
 /// `Host` header that disagrees with it (an empty 400), so the request is never routed on the
 /// `Host` header instead; when they agree, the upstream sees the host that was routed on.
