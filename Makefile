@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -45,6 +45,7 @@ check-scripts:
 	bash -n benches/lib.sh
 	bash -n benches/load.sh
 	bash -n benches/tuning.sh
+	bash -n benches/sidebyside.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -61,6 +62,11 @@ bench-core: deps
 ## target/bench/load-report.md. ROUNDS, DURATION and the other knobs are in benches/load.sh.
 bench-load: deps
 	CARGO="$(CARGO)" bash benches/load.sh
+
+## Two proxies at the same moment on one core (benches/sidebyside.sh): ratios that the machine's
+## drift cannot move, with a P / P calibration pair; writes target/bench/sidebyside-report.md.
+bench-sidebyside: deps
+	CARGO="$(CARGO)" bash benches/sidebyside.sh
 
 ## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
 ## writes target/bench/tuning-report.md.

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: two proxies measured at the same moment, sharing one core.
+#
+#   make bench-sidebyside                      # or: bash benches/sidebyside.sh
+#   ROUNDS=3 DURATION=3 bash benches/sidebyside.sh
+#
+# Why a second load benchmark: benches/load.sh measures one scenario after another, and on the
+# 2-core VM this project is measured on the same process drifts by +-20% within minutes, so a
+# ratio of two measurements taken seconds apart still moves by about 5% between runs. Here both
+# sides of a ratio run at once: two proxy processes pinned to core 0, each under its own wrk on
+# core 1. The scheduler gives each half of the core, so whatever the machine does at that moment
+# it does to both, and the ratio of their CPU per request is what one costs against the other.
+# Sharing a core makes each side's caches colder than in load.sh, which inflates the cost of
+# memory-bound work (J10k) a little; the figures are ratios, not absolute costs.
+#
+# Pairs (A / B), each a separate process on the same upstream and requests:
+#   cal   P / P: two identical gateways. Its ratio is the method's own bias and noise floor.
+#   B-P   bare pingora / P
+#   P-J1  P / J1        P-J10k  P / J10k        P-JU  P / JU (on a gateway with the cache off)
+# The scenarios are load.sh's (see there). Each round measures every pair once; which side's wrk
+# starts first alternates between rounds.
+#
+# Environment: ROUNDS [5], DURATION seconds per pair [5], WARMUP [1], CONNS wrk connections per
+# side [25], POOL [10000], IDLE_WAIT [30; 0 = off], KEEP_TMP=1.
+# Output: a markdown report on stdout and in target/bench/sidebyside-report.md; raw rows in
+# target/bench/sidebyside-results.tsv.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-25}
+POOL=${POOL:-10000}
+IDLE_WAIT=${IDLE_WAIT:-30}
+ACCESS_LOG=false
+CARGO=${CARGO:-cargo}
+
+UP_PORT=18181
+G1_PORT=18182
+G2_PORT=18183
+GU_PORT=18184
+BARE_PORT=18185
+REPORT_DIR="$ROOT/target/bench"
+REPORT="$REPORT_DIR/sidebyside-report.md"
+RESULTS_OUT="$REPORT_DIR/sidebyside-results.tsv"
+LUA="$ROOT/benches/load/bench.lua"
+
+BENCH_NAME=sidebyside
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+
+require_positive ROUNDS DURATION WARMUP CONNS POOL
+[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600)) || die "IDLE_WAIT must be 0..600 (got '$IDLE_WAIT')"
+((ROUNDS <= 50 && DURATION <= 600)) || die "ROUNDS <= 50 and DURATION <= 600, please"
+bench_setup
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/sidebyside.sh"
+for p in $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100)); do
+  port_busy "$p" && die "127.0.0.1:$p is already in use"
+done
+
+log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
+"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
+BIN="$ROOT/target/release/tokengate"
+EX="$ROOT/target/release/examples"
+
+"$EX/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
+head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
+
+start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
+UP_PID=$LAST_PID
+wait_http "http://127.0.0.1:$UP_PORT/" upstream "$UP_PID"
+# gateway NAME PORT SERVER_LINES: checks and starts one; its pid lands in LAST_PID.
+gateway() {
+  make_conf "$TMP/$1.toml" "$2" $(($2 + 100)) $UP_PORT "$3"
+  "$BIN" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
+  start_bg "$1" "${PIN_GW[@]}" "$BIN" run --config "$TMP/$1.toml"
+  wait_http "http://127.0.0.1:$(($2 + 100))/readyz" "$1" "$LAST_PID"
+}
+gateway g1 $G1_PORT "token_cache_capacity = 100000"
+G1_PID=$LAST_PID
+gateway g2 $G2_PORT "token_cache_capacity = 100000"
+G2_PID=$LAST_PID
+gateway gu $GU_PORT "token_cache_capacity = 0"
+GU_PID=$LAST_PID
+start_bg bare "${PIN_GW[@]}" "$EX/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+BARE_PID=$LAST_PID
+wait_http "http://127.0.0.1:$BARE_PORT/p" bare "$BARE_PID"
+TOKEN1=$(cat "$TMP/tokens-1.txt")
+for url in "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"; do
+  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $TOKEN1" "http://127.0.0.1:$url")
+  [ "$got" = 200 ] || die "sanity: 127.0.0.1:$url answered $got with a valid token"
+done
+
+# wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.
+WRKS=()
+wrk_bg() {
+  BENCH_PATH=$4 BENCH_TOKENS=$5 "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$2s" -s "$LUA" "http://127.0.0.1:$3" >"$1" 2>&1 &
+  WRKS+=($!)
+}
+wait_wrks() {
+  local pid
+  for pid in "${WRKS[@]}"; do wait "$pid" || die "wrk failed (exit $?)"; done
+  WRKS=()
+}
+field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+
+RESULTS="$TMP/results.tsv"
+printf 'pair\tround\ta_us_per_req\tb_us_per_req\tb_over_a_cpu\tb_over_a_rps\ta_non2xx\tb_non2xx\n' >"$RESULTS"
+# pair NAME ROUND A_PID A_PORT A_PATH A_TOKENS B_PID B_PORT B_PATH B_TOKENS
+pair() {
+  local name=$1 round=$2 a_pid=$3 b_pid=$7 phase
+  local -a a_load=("$4" "$5" "$6") b_load=("$8" "$9" "${10}")
+  wait_quiet
+  for phase in warm wrk; do
+    local secs=$DURATION
+    [ $phase = warm ] && secs=$WARMUP
+    if [ $phase = wrk ]; then
+      local a0 b0
+      a0=$(cpu_ticks "$a_pid")
+      b0=$(cpu_ticks "$b_pid")
+    fi
+    # Odd rounds start A's wrk first, even rounds B's: the order must not be a bias.
+    if ((round % 2)); then
+      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
+      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
+    else
+      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
+      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
+    fi
+    wait_wrks
+  done
+  local a1 b1 ra rb
+  a1=$(cpu_ticks "$a_pid")
+  b1=$(cpu_ticks "$b_pid")
+  ra=$(field requests "$TMP/wrk-a.out")
+  rb=$(field requests "$TMP/wrk-b.out")
+  ((ra > 0 && rb > 0)) || die "$name: no requests completed"
+  awk -v n="$name" -v r="$round" -v ra="$ra" -v rb="$rb" -v ta="$((a1 - a0))" -v tb="$((b1 - b0))" -v hz="$CLK_TCK" \
+    -v na="$(field non2xx "$TMP/wrk-a.out")" -v nb="$(field non2xx "$TMP/wrk-b.out")" \
+    'BEGIN { ca = ta * 1e6 / hz / ra; cb = tb * 1e6 / hz / rb
+             printf "%s\t%s\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\n", n, r, ca, cb, cb / ca, rb / ra, na, nb }' >>"$RESULTS"
+  tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "[sidebyside] round %s %-7s A %6.1f us/req  B %6.1f us/req  B/A cpu %.3f  B/A req/s %.3f  non2xx %d %d\n", $2, $1, $3, $4, $5, $6, $7, $8 }' >&2
+}
+
+P1=/p T1="$TMP/tokens-1.txt" TP="$TMP/tokens-pool.txt"
+log "rounds: $ROUNDS x (cal B-P P-J1 P-J10k P-JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
+for ((round = 1; round <= ROUNDS; round++)); do
+  pair cal "$round" "$G1_PID" $G1_PORT $P1 "$T1" "$G2_PID" $G2_PORT $P1 "$T1"
+  pair B-P "$round" "$BARE_PID" $BARE_PORT $P1 "$T1" "$G1_PID" $G1_PORT $P1 "$T1"
+  pair P-J1 "$round" "$G1_PID" $G1_PORT $P1 "$T1" "$G2_PID" $G2_PORT /j "$T1"
+  pair P-J10k "$round" "$G1_PID" $G1_PORT $P1 "$T1" "$G2_PID" $G2_PORT /j "$TP"
+  pair P-JU "$round" "$G1_PID" $G1_PORT $P1 "$T1" "$GU_PID" $GU_PORT /j "$TP"
+done
+
+mkdir -p "$REPORT_DIR"
+cp "$RESULTS" "$RESULTS_OUT"
+med() { median "$RESULTS" "$1" "$2"; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+NON2XX=$(awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$RESULTS")
+{
+  echo "## tokengate side-by-side benchmark"
+  echo
+  echo "- Command: \`$COMMAND\` (revision $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
+  echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
+  echo
+  echo "| pair (A / B) | A µs/req | B µs/req | B/A CPU per request | B/A req/s | target | result |"
+  echo "|---|---:|---:|---:|---:|---|---|"
+  # row PAIR LABEL TARGET_TEXT [COLUMN OP LIMIT]: COLUMN 5 = CPU ratio, 6 = req/s ratio
+  row() {
+    local result=-
+    [ -z "${4:-}" ] || result=$(awk -v v="$(med "$1" "$4")" -v op="$5" -v l="$6" \
+      'BEGIN { print ((op == "<=" ? v <= l : v >= l) ? "PASS" : "MISS") }')
+    printf '| %s | %.1f | %.1f | %.3f | %.3f | %s | %s |\n' "$2" "$(med "$1" 3)" "$(med "$1" 4)" \
+      "$(med "$1" 5)" "$(med "$1" 6)" "$3" "$result"
+  }
+  row cal "P / P (calibration)" "1.000 within noise"
+  row B-P "B (bare pingora) / P" "P CPU <= 1.10 x B" 5 "<=" 1.10
+  row P-J1 "P / J1" "CPU <= 1.10 (req/s >= 0.95)" 5 "<=" 1.10
+  row P-J10k "P / J10k" "CPU <= 1.10 (req/s >= 0.95)" 5 "<=" 1.10
+  row P-JU "P / JU" "req/s >= 0.60" 6 ">=" 0.60
+  echo
+  echo "J against bare pingora, by chaining the pairs (B-P CPU ratio x P-J ratio, medians): J1 $(calc %.3f "$(med B-P 5) * $(med P-J1 5)"), J10k $(calc %.3f "$(med B-P 5) * $(med P-J10k 5)") (target 1.10)."
+  echo "Non-2xx responses: $NON2XX (target 0). Calibration spread (min-max B/A CPU of P / P): $(awk -F'\t' '$1 == "cal" { if (mn == "" || $5 < mn) mn = $5; if ($5 > mx) mx = $5 } END { printf "%.3f-%.3f", mn, mx }' "$RESULTS")."
+} | tee "$REPORT"
+log "report: $REPORT; raw rows: $RESULTS_OUT"
