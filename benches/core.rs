@@ -161,6 +161,49 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// What parsing the RSA public key on every call costs: jsonwebtoken 11's `crypto::verify`, as
+/// `verify` calls it (the key rebuilt from `n` and `e` each time), against aws-lc-rs verifying
+/// with a key parsed once. The difference is the one lever left on the uncached path that
+/// tokengate does not pull, because it would take signature checking out of jsonwebtoken.
+fn rsa_key(c: &mut Criterion) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let f = &FIXTURES[0];
+    let token = mint(f, "read:data");
+    let (message, signature) = token.rsplit_once('.').expect("three parts");
+    let jwk = Jwk::from_encoding_key(&encoding_key(f), f.alg).expect("jwk");
+    let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+        panic!("RSA fixture");
+    };
+    let n = URL_SAFE_NO_PAD.decode(&rsa.n).expect("n");
+    let e = URL_SAFE_NO_PAD.decode(&rsa.e).expect("e");
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_raw_components(&n, &e);
+    let parsed = aws_lc_rs::signature::RsaPublicKeyComponents { n: &n, e: &e }
+        .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+        .expect("parsed key");
+    let mut g = c.benchmark_group("rsa_key");
+    g.bench_function("parsed_per_call", |b| {
+        b.iter(|| {
+            let ok = jsonwebtoken::crypto::verify(
+                black_box(signature),
+                message.as_bytes(),
+                &decoding,
+                Algorithm::RS256,
+            );
+            assert!(ok.expect("verify"));
+        })
+    });
+    g.bench_function("parsed_once", |b| {
+        b.iter(|| {
+            let sig = URL_SAFE_NO_PAD.decode(black_box(signature)).expect("b64");
+            parsed
+                .verify_sig(message.as_bytes(), &sig)
+                .expect("valid signature");
+        })
+    });
+    g.finish();
+}
+
 fn policy_evaluate(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime(dir.path(), 0);
@@ -225,6 +268,7 @@ criterion_group!(
     route_find,
     extract_bearer,
     verify,
+    rsa_key,
     policy_evaluate,
     decide
 );
