@@ -63,8 +63,8 @@ bench-core: deps
 bench-load: deps
 	CARGO="$(CARGO)" bash benches/load.sh
 
-## Two proxies at the same moment on one core (benches/sidebyside.sh): ratios that the machine's
-## drift cannot move, with a P / P calibration pair; writes target/bench/sidebyside-report.md.
+## Two proxies at the same moment on one core (benches/sidebyside.sh): ratios far less moved by
+## the machine's drift, with a P / P calibration pair; writes target/bench/sidebyside-report.md.
 bench-sidebyside: deps
 	CARGO="$(CARGO)" bash benches/sidebyside.sh
 

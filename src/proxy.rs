@@ -95,8 +95,9 @@ impl ProxyHttp for Gateway {
         if session.get_keepalive().is_some_and(|t| t == 0 || t > cap) {
             session.set_keepalive(Some(cap));
         }
-        // pingora creates the context just before this hook, so its start is when deciding
-        // starts, and one clock read is saved.
+        // The decide time runs from the context's creation, just before this hook: it also
+        // counts pingora's early request filter and downstream modules (none are configured),
+        // and saves a clock read.
         let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
         if let Some((issuer, kid)) = decision.key_miss.take() {
             if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
