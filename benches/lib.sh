@@ -169,6 +169,13 @@ make_conf() {
       { print }' >"$1"
 }
 
+# field NAME FILE: the value of NAME=... on the RESULT line that benches/load/bench.lua prints.
+field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+# calc FORMAT EXPR: EXPR evaluated by awk, printed with FORMAT.
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+# verdict CONDITION (awk expression): PASS or MISS
+verdict() { awk "BEGIN { print (($1) ? \"PASS\" : \"MISS\") }"; }
+
 # median FILE SCENARIO COLUMN: median of COLUMN over the rows of SCENARIO (column 1) in a TSV
 # with a header line.
 median() {

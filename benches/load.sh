@@ -200,8 +200,6 @@ run_wrk() {
     die "wrk printed no RESULT line"
   }
 }
-# field NAME FILE: value of NAME=... on the RESULT line
-field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 # core0_ticks: CPU ticks of every benchmark process pinned to core 0
 core0_ticks() {
@@ -329,9 +327,6 @@ med() { median "$RESULTS" "$1" "$2"; }
 # range SCENARIO COLUMN: "min-max" over rounds, rounded
 range() { awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%.0f-%.0f", lo, hi }' "$RESULTS"; }
 sum() { awk -F'\t' -v s="$1" -v c="$2" 'NR > 1 && $1 == s { t += $c } END { print t + 0 }' "$RESULTS"; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-# verdict CONDITION (awk expression): PASS or MISS
-verdict() { awk "BEGIN { print (($1) ? \"PASS\" : \"MISS\") }"; }
 
 # paired RESULTS: each measurement's ratio to the P measured beside it in the same round (the mean
 # of the P just before and just after it, or the one before when none follows), median over the

@@ -91,8 +91,8 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
-/// The cache key of a token: its SHA-256. Computed once per request by the caller.
-pub fn key(token: &str) -> [u8; 32] {
+/// The cache key of a token: its SHA-256.
+fn key(token: &str) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());

@@ -27,7 +27,10 @@ pub type IdentityHeaders = Vec<(HeaderName, HeaderValue)>;
 pub struct Permit {
     /// The normalised path that was matched, plus the original query.
     pub path_and_query: String,
-    /// The `Host` to send: the canonical host that was matched, with the client's port.
+    /// The `Host` to send when the client's differs from it: the canonical host that was
+    /// matched, with the client's port. `None` when the client's single `Host` already reads
+    /// exactly so (most requests: a rewrite costs allocations and header-map updates), or when
+    /// an HTTP/1.0 request named no host.
     pub host: Option<String>,
     /// Identity headers to set from verified claims.
     pub headers: IdentityHeaders,
@@ -130,10 +133,17 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
         .router
         .find(host.as_ref().map(|(h, _)| h.as_str()), &req.method, &path)
         .ok_or(Rejection::NoRoute)?;
-    let host_header = host.map(|(h, port)| match port {
-        Some(p) => format!("{h}:{p}"),
-        None => h,
-    });
+    let host_header = host
+        .map(|(h, port)| match port {
+            Some(p) => format!("{h}:{p}"),
+            None => h,
+        })
+        // `request_host` allowed at most one `Host` header.
+        .filter(|h| {
+            req.headers
+                .get(HOST)
+                .is_none_or(|sent| sent.as_bytes() != h.as_bytes())
+        });
     Ok((Arc::clone(route), path, host_header))
 }
 
@@ -243,7 +253,8 @@ fn verified(
 ) -> Result<Arc<Verified>, Rejection> {
     // `None` when the cache is disabled: then nothing is looked up, hashed or stored.
     let key = rt.tokens.key_of(token);
-    if let Some((key, hit)) = key.as_ref().and_then(|k| Some((k, rt.tokens.get(k)?))) {
+    let hit = key.as_ref().and_then(|k| rt.tokens.get(k));
+    if let (Some(key), Some(hit)) = (&key, hit) {
         if hit.usable_for(issuers) {
             let v = &hit.verified;
             verify::check_times(v.exp, v.nbf, v.iat, v.issuer.leeway, now)?;

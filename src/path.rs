@@ -85,13 +85,11 @@ fn already_normal(raw: &str) -> bool {
     let Some(rest) = raw.strip_prefix('/') else {
         return false;
     };
-    let plain = rest
-        .bytes()
-        .all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'%' | b'\\' | b';'));
-    let mut segments = rest.split('/').peekable();
-    plain
-        && std::iter::from_fn(|| segments.next().map(|s| (s, segments.peek().is_none())))
-            .all(|(seg, last)| seg != "." && seg != ".." && (last || !seg.is_empty()))
+    // An empty segment other than the last is a `//`.
+    rest.bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'%' | b'\\' | b';'))
+        && !raw.contains("//")
+        && rest.split('/').all(|seg| seg != "." && seg != "..")
 }
 
 fn normalise_in_full(raw: &str) -> Result<String, PathError> {

@@ -158,24 +158,16 @@ impl ProxyHttp for Gateway {
         if route.strip_authorization {
             req.remove_header("authorization");
         }
-        // Headers and target are rewritten only where the bytes on the wire would differ: a
-        // rewrite costs allocations and map updates, and most requests arrive canonical.
         if let Some(host) = &permit.host {
-            let mut sent = req.headers.get_all(http::header::HOST).iter();
-            let canonical = matches!(
-                (sent.next(), sent.next()),
-                (Some(v), None) if v.as_bytes() == host.as_bytes()
-            );
-            if !canonical {
-                req.insert_header("host", host.as_str())?;
-            }
+            req.insert_header("host", host.as_str())?;
         }
         // Marked sensitive so that no debug log (pingora's included) prints the token.
         if let Some(mut v) = req.headers.get(http::header::AUTHORIZATION).cloned() {
             v.set_sensitive(true);
             req.insert_header(http::header::AUTHORIZATION, v)?;
         }
-        // `raw_path` is exactly the request target pingora writes upstream.
+        // Rewritten only where the bytes on the wire would differ, as the host is: `raw_path` is
+        // exactly the request target pingora writes upstream.
         if req.raw_path() != permit.path_and_query.as_bytes() {
             let uri = permit.path_and_query.parse().map_err(|_| {
                 Error::explain(ErrorType::InternalError, "normalised path is not a URI")
