@@ -21,6 +21,8 @@ pub struct Parts<'t> {
     pub signing_input: &'t str,
     /// The signature part, still base64url.
     pub signature: &'t str,
+    /// The signature part decoded: what the key checks.
+    pub signature_bytes: Vec<u8>,
     pub header: JoseHeader,
     pub claims: Map<String, Value>,
 }
@@ -51,12 +53,13 @@ pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
     }
     let header = decode_object(h, "header")?;
     let claims = decode_object(p, "payload")?;
-    if URL_SAFE_NO_PAD.decode(s).is_err() {
-        return Err("signature is not base64url");
-    }
+    let signature_bytes = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| "signature is not base64url")?;
     Ok(Parts {
         signing_input: &token[..h.len() + 1 + p.len()],
         signature: s,
+        signature_bytes,
         header: header_fields(&header)?,
         claims,
     })

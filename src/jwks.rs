@@ -8,11 +8,14 @@
 
 pub mod fetch;
 pub mod refresh;
+mod verifier;
+
+pub use verifier::Verifiers;
 
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,7 +56,8 @@ pub struct Key {
     pub kind: KeyKind,
     /// The JWK's own `alg`, which pins the key to one algorithm when present.
     pub alg: Option<Algorithm>,
-    pub decoding: DecodingKey,
+    /// The public key, parsed for each algorithm it may verify.
+    pub verifiers: Verifiers,
     /// SHA-256 of the key type and public material: identifies the key itself, so that a cached
     /// verification dies with its key even if the provider reuses the `kid` for a new one.
     pub fingerprint: Fingerprint,
@@ -187,8 +191,8 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         ),
         Some(_) => return Err("'alg' is not a string".into()),
     };
-    let (kind, decoding, fingerprint) = match field(jwk, "kty")? {
-        "RSA" => rsa(jwk)?,
+    let (kind, verifiers, fingerprint) = match field(jwk, "kty")? {
+        "RSA" => rsa(jwk, alg)?,
         "EC" => ec(jwk)?,
         "OKP" => okp(jwk)?,
         "oct" => return Err("symmetric keys are never used".into()),
@@ -203,12 +207,12 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         kid,
         kind,
         alg,
-        decoding,
+        verifiers,
         fingerprint,
     })
 }
 
-fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
+fn rsa(jwk: &Value, alg: Option<Algorithm>) -> Result<(KeyKind, Verifiers, Fingerprint), String> {
     let n = b64(jwk, "n")?;
     let e = b64(jwk, "e")?;
     let n = strip_zeros(&n);
@@ -223,9 +227,15 @@ fn rsa(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
     if e.is_empty() || e.len() > 4 || e == [1] || e.last().is_some_and(|b| b & 1 == 0) {
         return Err("RSA exponent is not a small odd number".into());
     }
+    use Algorithm::*;
+    // A key without `alg` may verify any RSA algorithm: parse it for each, once, here.
+    let algs = match &alg {
+        Some(a) => std::slice::from_ref(a),
+        None => &[RS256, RS384, RS512, PS256, PS384, PS512],
+    };
     Ok((
         KeyKind::Rsa,
-        DecodingKey::from_rsa_raw_components(n, e),
+        Verifiers::rsa(n, e, algs)?,
         fingerprint(KeyKind::Rsa, &[n, e]),
     ))
 }
@@ -235,11 +245,10 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     &b[lead..]
 }
 
-fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
-    use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
+fn ec(jwk: &Value) -> Result<(KeyKind, Verifiers, Fingerprint), String> {
     let (kind, size, alg) = match field(jwk, "crv")? {
-        "P-256" => (KeyKind::EcP256, 32, &ECDSA_P256_SHA256_FIXED),
-        "P-384" => (KeyKind::EcP384, 48, &ECDSA_P384_SHA384_FIXED),
+        "P-256" => (KeyKind::EcP256, 32, Algorithm::ES256),
+        "P-384" => (KeyKind::EcP384, 48, Algorithm::ES384),
         other => return Err(format!("unsupported curve {other:.16}")),
     };
     let x = b64(jwk, "x")?;
@@ -251,26 +260,24 @@ fn ec(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
     point.push(4);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    // Parsing proves the point lies on the curve (invalid-curve attacks need one that does not).
-    ParsedPublicKey::new(alg, &point).map_err(|_| "EC point is not on the curve".to_string())?;
-    let decoding = DecodingKey::from_ec_components(field(jwk, "x")?, field(jwk, "y")?)
-        .map_err(|_| "EC key rejected".to_string())?;
-    Ok((kind, decoding, fingerprint(kind, &[&x, &y])))
+    let verifiers =
+        Verifiers::point(&point, alg).map_err(|_| "EC point is not on the curve".to_string())?;
+    Ok((kind, verifiers, fingerprint(kind, &[&x, &y])))
 }
 
-fn okp(jwk: &Value) -> Result<(KeyKind, DecodingKey, Fingerprint), String> {
+fn okp(jwk: &Value) -> Result<(KeyKind, Verifiers, Fingerprint), String> {
     if field(jwk, "crv")? != "Ed25519" {
         return Err("unsupported OKP curve".into());
     }
-    if b64(jwk, "x")?.len() != 32 {
+    let x = b64(jwk, "x")?;
+    if x.len() != 32 {
         return Err("Ed25519 key is not 32 bytes".into());
     }
-    let decoding = DecodingKey::from_ed_components(field(jwk, "x")?)
-        .map_err(|_| "Ed25519 key rejected".to_string())?;
-    let x = b64(jwk, "x")?;
+    let verifiers =
+        Verifiers::point(&x, Algorithm::EdDSA).map_err(|_| "Ed25519 key rejected".to_string())?;
     Ok((
         KeyKind::Ed25519,
-        decoding,
+        verifiers,
         fingerprint(KeyKind::Ed25519, &[&x]),
     ))
 }

@@ -28,6 +28,8 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod duration;
+#[cfg(test)]
+mod fixtures;
 pub mod head;
 pub mod issuer;
 pub mod jwks;

@@ -3,7 +3,8 @@
 //! Order matters and is fixed: decode strictly, pick the issuer by exact `iss` among the route's
 //! issuers, require the header `alg` to be on that issuer's allow-list (never trusting `alg`
 //! alone), pick the key by `kid` from that issuer's own set and require its type to fit the
-//! algorithm, check the signature with jsonwebtoken, and only then read time and audience claims.
+//! algorithm, check the signature with the key parsed when its set was loaded (see
+//! `jwks::Verifiers`), and only then read time and audience claims.
 //! Every rule is checked here against an injected `now`; none is delegated to the library's
 //! validation options. Key-bearing headers (`jku`, `x5u`, `jwk`, `x5c`) are never read.
 
@@ -133,16 +134,8 @@ fn check_signature<'k>(
     keys: &'k KeySet,
 ) -> Result<&'k Key, Rejection> {
     let ok = |key: &Key| {
-        jsonwebtoken::crypto::verify(
-            parts.signature,
-            parts.signing_input.as_bytes(),
-            &key.decoding,
-            alg,
-        )
-        .unwrap_or_else(|e| {
-            tracing::debug!(error = ?e.kind(), "signature check failed");
-            false
-        })
+        key.verifiers
+            .verify(alg, parts.signing_input.as_bytes(), &parts.signature_bytes)
     };
     match parts.header.kid.as_deref() {
         Some(kid) => {

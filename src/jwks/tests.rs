@@ -3,17 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::fixtures::*;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::EncodingKey;
 use serde_json::json;
 use std::time::Duration;
-
-const RSA_A: &[u8] = include_bytes!("../../tests/fixtures/rsa_a.pem");
-const RSA_B: &[u8] = include_bytes!("../../tests/fixtures/rsa_b.pem");
-const RSA_1024: &[u8] = include_bytes!("../../tests/fixtures/rsa_1024.pem");
-const EC256: &[u8] = include_bytes!("../../tests/fixtures/ec256.pem");
-const EC384: &[u8] = include_bytes!("../../tests/fixtures/ec384.pem");
-const ED25519: &[u8] = include_bytes!("../../tests/fixtures/ed25519.pem");
 
 fn at() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
@@ -21,12 +14,7 @@ fn at() -> SystemTime {
 
 /// The public JWK of a fixture key, with `kid`, and `alg` only when given.
 fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str, keep_alg: bool) -> Value {
-    let key = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-        _ => EncodingKey::from_rsa_pem(pem),
-    }
-    .unwrap();
+    let key = encoding_key(pem, alg);
     let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
     let o = jwk.as_object_mut().unwrap();
     o.insert("kid".into(), json!(kid));

@@ -3,59 +3,23 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use crate::fixtures::*;
 use crate::issuer::KeySource;
 use crate::jwks::{self, KeyStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{EncodingKey, Header};
+use jsonwebtoken::Header;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-
-const RSA_A: &[u8] = include_bytes!("../../tests/fixtures/rsa_a.pem");
-const RSA_B: &[u8] = include_bytes!("../../tests/fixtures/rsa_b.pem");
-const EC256: &[u8] = include_bytes!("../../tests/fixtures/ec256.pem");
-const EC384: &[u8] = include_bytes!("../../tests/fixtures/ec384.pem");
-const ED25519: &[u8] = include_bytes!("../../tests/fixtures/ed25519.pem");
 
 const NOW: i64 = 1_700_000_000;
 const ISS: &str = "https://issuer.example/";
 const AUD: &str = "https://api.example";
 const LEEWAY: i64 = 30;
 
-const ALL_ASYMMETRIC: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
 // ---- keys and tokens -------------------------------------------------------------------------
-
-fn pem_for(alg: Algorithm) -> &'static [u8] {
-    match alg {
-        Algorithm::ES256 => EC256,
-        Algorithm::ES384 => EC384,
-        Algorithm::EdDSA => ED25519,
-        _ => RSA_A,
-    }
-}
-
-fn encoding_key(pem: &[u8], alg: Algorithm) -> EncodingKey {
-    match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Ok(EncodingKey::from_secret(pem)),
-        _ => EncodingKey::from_rsa_pem(pem),
-    }
-    .unwrap()
-}
 
 /// The public JWK of a fixture, with `kid` and without `alg` (so an RSA key fits every RS/PS alg).
 fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str) -> Value {
