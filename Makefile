@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -46,6 +46,8 @@ check-scripts:
 	bash -n benches/load.sh
 	bash -n benches/tuning.sh
 	bash -n benches/sidebyside.sh
+	bash -n benches/pairs.sh
+	bash -n benches/revisions.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -67,6 +69,11 @@ bench-load: deps
 ## the machine's drift, with a P / P calibration pair; writes target/bench/sidebyside-report.md.
 bench-sidebyside: deps
 	CARGO="$(CARGO)" bash benches/sidebyside.sh
+
+## A change measured: the gateway built from BASE (a commit) against the working tree, side by
+## side per scenario (benches/revisions.sh); writes target/bench/revisions-report.md.
+bench-revisions: deps
+	BASE="$(BASE)" CARGO="$(CARGO)" bash benches/revisions.sh
 
 ## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
 ## writes target/bench/tuning-report.md.

@@ -1,4 +1,4 @@
-# Shared by benches/load.sh and benches/tuning.sh (sourced, not run): tools, pinning, process
+# Shared by the benchmark scripts in benches/ (sourced, not run): tools, pinning, process
 # bookkeeping, waiting, /proc readings and the gateway config template. The caller sets
 # BENCH_NAME (log prefix), ROOT and CARGO before sourcing, and IDLE_WAIT and ACCESS_LOG before
 # calling wait_quiet and make_conf; bench_setup does the side effects, everything else here only
@@ -15,6 +15,22 @@ require_positive() {
   local v
   for v in "$@"; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+  done
+}
+
+# check_knobs VAR...: each VAR a positive integer, and the knobs every script shares in range:
+# IDLE_WAIT 0..600, ROUNDS <= 50, DURATION <= 600 (a typo must not start an hour-long run).
+check_knobs() {
+  require_positive "$@"
+  [[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600)) || die "IDLE_WAIT must be 0..600 (got '$IDLE_WAIT')"
+  ((ROUNDS <= 50 && DURATION <= 600)) || die "ROUNDS <= 50 and DURATION <= 600, please"
+}
+
+# ports_free PORT...: die unless every PORT on 127.0.0.1 is free.
+ports_free() {
+  local p
+  for p in "$@"; do
+    ! port_busy "$p" || die "127.0.0.1:$p is already in use"
   done
 }
 

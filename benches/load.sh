@@ -66,11 +66,9 @@ BENCH_NAME=load
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-require_positive ROUNDS DURATION WARMUP CONNS POOL FILL_COUNT FILL_TIMEOUT
-[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600)) || die "IDLE_WAIT must be 0..600 (got '$IDLE_WAIT')"
+check_knobs ROUNDS DURATION WARMUP CONNS POOL FILL_COUNT FILL_TIMEOUT
 [[ $ACCESS_LOG == true || $ACCESS_LOG == false ]] || die "ACCESS_LOG must be true or false"
 ((FILL_COUNT >= POOL)) || die "FILL_COUNT ($FILL_COUNT) must be at least POOL ($POOL)"
-((ROUNDS <= 50 && DURATION <= 600)) || die "ROUNDS <= 50 and DURATION <= 600, please"
 bench_setup
 
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FILL_COUNT=$FILL_COUNT ACCESS_LOG=$ACCESS_LOG IDLE_WAIT=$IDLE_WAIT bash benches/load.sh"
@@ -91,9 +89,7 @@ metric() {
   curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
 }
 
-for p in $GW_PORT $GW_ADMIN $UP_PORT $GWU_PORT $GWU_ADMIN $BARE_PORT; do
-  port_busy "$p" && die "127.0.0.1:$p is already in use"
-done
+ports_free $GW_PORT $GW_ADMIN $UP_PORT $GWU_PORT $GWU_ADMIN $BARE_PORT
 
 # ---------------------------------------------------------------------------------------------
 # Build, keys, tokens, configs.

@@ -54,15 +54,13 @@ LUA="$ROOT/benches/load/bench.lua"
 BENCH_NAME=sidebyside
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
 
-require_positive ROUNDS DURATION WARMUP CONNS POOL
-[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600)) || die "IDLE_WAIT must be 0..600 (got '$IDLE_WAIT')"
-((ROUNDS <= 50 && DURATION <= 600)) || die "ROUNDS <= 50 and DURATION <= 600, please"
+check_knobs ROUNDS DURATION WARMUP CONNS POOL
 bench_setup
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/sidebyside.sh"
-for p in $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100)); do
-  port_busy "$p" && die "127.0.0.1:$p is already in use"
-done
+ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
 
 log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
@@ -75,18 +73,11 @@ head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
 start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
 UP_PID=$LAST_PID
 wait_http "http://127.0.0.1:$UP_PORT/" upstream "$UP_PID"
-# gateway NAME PORT SERVER_LINES: checks and starts one; its pid lands in LAST_PID.
-gateway() {
-  make_conf "$TMP/$1.toml" "$2" $(($2 + 100)) $UP_PORT "$3"
-  "$BIN" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
-  start_bg "$1" "${PIN_GW[@]}" "$BIN" run --config "$TMP/$1.toml"
-  wait_http "http://127.0.0.1:$(($2 + 100))/readyz" "$1" "$LAST_PID"
-}
-gateway g1 $G1_PORT "token_cache_capacity = 100000"
+gateway g1 "$BIN" $G1_PORT "token_cache_capacity = 100000"
 G1_PID=$LAST_PID
-gateway g2 $G2_PORT "token_cache_capacity = 100000"
+gateway g2 "$BIN" $G2_PORT "token_cache_capacity = 100000"
 G2_PID=$LAST_PID
-gateway gu $GU_PORT "token_cache_capacity = 0"
+gateway gu "$BIN" $GU_PORT "token_cache_capacity = 0"
 GU_PID=$LAST_PID
 start_bg bare "${PIN_GW[@]}" "$EX/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
 BARE_PID=$LAST_PID
@@ -97,74 +88,12 @@ for url in "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"; d
   [ "$got" = 200 ] || die "sanity: 127.0.0.1:$url answered $got with a valid token"
 done
 
-# wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.
-WRKS=()
-wrk_bg() {
-  BENCH_PATH=$4 BENCH_TOKENS=$5 "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$2s" -s "$LUA" "http://127.0.0.1:$3" >"$1" 2>&1 &
-  WRKS+=($!)
-  PIDS+=($!) # stopped by cleanup if the script dies while it runs
-}
-wait_wrks() {
-  local pid
-  for pid in "${WRKS[@]}"; do wait "$pid" || die "wrk failed (exit $?)"; done
-  WRKS=()
-}
-# the RESULT field NAME of FILE, or die naming the file
-must_field() { field "$1" "$2" || die "no RESULT line in $2: $(tail -n 3 "$2")"; }
-ERRORS=0 # socket errors and warm-up non-2xx, over every wrk run
-
 RESULTS="$TMP/results.tsv"
-printf 'pair\tround\ta_us_per_req\tb_us_per_req\tb_over_a_cpu\tb_over_a_rps\ta_non2xx\tb_non2xx\n' >"$RESULTS"
-# pair NAME ROUND A_PID A_PORT A_PATH A_TOKENS B_PID B_PORT B_PATH B_TOKENS
-pair() {
-  local name=$1 round=$2 a_pid=$3 b_pid=$7 phase
-  local -a a_load=("$4" "$5" "$6") b_load=("$8" "$9" "${10}")
-  wait_quiet
-  for phase in warm wrk; do
-    local secs=$DURATION
-    [ $phase = warm ] && secs=$WARMUP
-    if [ $phase = wrk ]; then
-      local a0 b0
-      a0=$(cpu_ticks "$a_pid")
-      b0=$(cpu_ticks "$b_pid")
-    fi
-    # Odd rounds start A's wrk first, even rounds B's: the order must not be a bias.
-    if ((round % 2)); then
-      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
-      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
-    else
-      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
-      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
-    fi
-    wait_wrks
-    if [ $phase = warm ]; then
-      ERRORS=$((ERRORS + $(must_field errors "$TMP/warm-a.out") + $(must_field errors "$TMP/warm-b.out")))
-      ERRORS=$((ERRORS + $(must_field non2xx "$TMP/warm-a.out") + $(must_field non2xx "$TMP/warm-b.out")))
-    fi
-  done
-  local a1 b1 ra rb
-  a1=$(cpu_ticks "$a_pid")
-  b1=$(cpu_ticks "$b_pid")
-  ra=$(must_field requests "$TMP/wrk-a.out")
-  rb=$(must_field requests "$TMP/wrk-b.out")
-  ERRORS=$((ERRORS + $(must_field errors "$TMP/wrk-a.out") + $(must_field errors "$TMP/wrk-b.out")))
-  ((ra > 0 && rb > 0)) || die "$name: no requests completed"
-  awk -v n="$name" -v r="$round" -v ra="$ra" -v rb="$rb" -v ta="$((a1 - a0))" -v tb="$((b1 - b0))" -v hz="$CLK_TCK" \
-    -v na="$(must_field non2xx "$TMP/wrk-a.out")" -v nb="$(must_field non2xx "$TMP/wrk-b.out")" \
-    'BEGIN { ca = ta * 1e6 / hz / ra; cb = tb * 1e6 / hz / rb
-             printf "%s\t%s\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\n", n, r, ca, cb, cb / ca, rb / ra, na, nb }' >>"$RESULTS"
-  tail -n 1 "$RESULTS" | awk -F'\t' '{ printf "[sidebyside] round %s %-7s A %6.1f us/req  B %6.1f us/req  B/A cpu %.3f  B/A req/s %.3f  non2xx %d %d\n", $2, $1, $3, $4, $5, $6, $7, $8 }' >&2
-}
+pairs_init "$RESULTS"
 
 P1=/p T1="$TMP/tokens-1.txt" TP="$TMP/tokens-pool.txt"
 # J10k measures cache hits: verify the whole pool on g2 once before the rounds.
-fill_deadline=$((SECONDS + 60))
-until [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$((G2_PORT + 100))/metrics" |
-  awk '$1 == "tokengate_token_cache_entries" { print $2 }')" = "$POOL" ]; do
-  ((SECONDS < fill_deadline)) || die "g2 did not cache all $POOL tokens within 60 s"
-  wrk_bg "$TMP/fill.out" 2 $G2_PORT /j "$TP"
-  wait_wrks
-done
+fill_cache $((G2_PORT + 100)) $G2_PORT "$TP" "$POOL"
 log "g2 holds all $POOL tokens"
 log "rounds: $ROUNDS x (cal B-P P-J1 P-J10k P-JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -177,8 +106,8 @@ done
 
 mkdir -p "$REPORT_DIR"
 cp "$RESULTS" "$RESULTS_OUT"
-med() { median "$RESULTS" "$1" "$2"; }
-NON2XX=$(awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$RESULTS")
+med() { pair_median "$@"; }
+NON2XX=$(pair_non2xx)
 {
   echo "## tokengate side-by-side benchmark"
   echo
@@ -209,6 +138,6 @@ NON2XX=$(awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$RESULTS")
     echo "$v ($(verdict "$v <= 1.10"))"
   }
   echo "J against bare pingora, CPU per request, by chaining the pairs (B-P x P-J, medians; target <= 1.10): J1 $(chained P-J1), J10k $(chained P-J10k)."
-  echo "Non-2xx responses in the measurements: $NON2XX; socket errors and warm-up non-2xx over every wrk run: $ERRORS (target 0 and 0). Calibration spread (min-max B/A CPU of P / P): $(awk -F'\t' '$1 == "cal" { if (mn == "" || $5 < mn) mn = $5; if ($5 > mx) mx = $5 } END { printf "%.3f-%.3f", mn, mx }' "$RESULTS")."
+  echo "Non-2xx responses in the measurements: $NON2XX; socket errors and warm-up non-2xx over every wrk run: $ERRORS (target 0 and 0). Calibration spread (min-max B/A CPU of P / P): $(pair_spread cal 5)."
 } | tee "$REPORT"
 log "report: $REPORT; raw rows: $RESULTS_OUT"

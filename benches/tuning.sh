@@ -32,9 +32,7 @@ BENCH_NAME=tuning
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-require_positive ROUNDS DURATION WARMUP CONNS
-[[ $IDLE_WAIT =~ ^[0-9]+$ ]] && ((IDLE_WAIT <= 600 && ROUNDS <= 50 && DURATION <= 600)) ||
-  die "IDLE_WAIT must be 0..600, ROUNDS <= 50, DURATION <= 600"
+check_knobs ROUNDS DURATION WARMUP CONNS
 
 # name | [server] lines that differ from the default. The first is the baseline.
 VARIANTS=(
@@ -57,9 +55,9 @@ BIN="$ROOT/target/release/tokengate"
 "$ROOT/target/release/examples/mint_tokens" --count 1 --out "$TMP/token.txt" --jwks "$TMP/jwks.json" --lifetime 3600 >/dev/null
 
 for ((i = 0; i < ${#VARIANTS[@]}; i++)); do
-  for p in $((BASE_PORT + i)) $((BASE_ADMIN + i)); do port_busy $p && die "port $p is in use"; done
+  ports_free $((BASE_PORT + i)) $((BASE_ADMIN + i))
 done
-port_busy $UP_PORT && die "port $UP_PORT is in use"
+ports_free $UP_PORT
 
 start_bg upstream "${PIN_LOAD[@]}" "$ROOT/target/release/examples/bench_upstream" "127.0.0.1:$UP_PORT"
 wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"

@@ -1,0 +1,100 @@
+# Shared by benches/sidebyside.sh and benches/revisions.sh (sourced after benches/lib.sh, not
+# run): measuring two proxies at the same moment. Each side of a pair is a proxy process pinned to
+# core 0 under its own wrk on core 1, so whatever the machine does during the measurement it does
+# to both, and B/A of their CPU per request is what one costs against the other.
+# The caller sets CONNS, DURATION, WARMUP, LUA and UP_PORT, and calls pairs_init before the first pair.
+
+# gateway NAME BIN PORT SERVER_LINES: checks and starts one gateway binary on PORT (admin on
+# PORT + 100) with the benchmark config; its pid lands in LAST_PID.
+gateway() {
+  make_conf "$TMP/$1.toml" "$3" $(($3 + 100)) "$UP_PORT" "$4"
+  "$2" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
+  start_bg "$1" "${PIN_GW[@]}" "$2" run --config "$TMP/$1.toml"
+  wait_http "http://127.0.0.1:$(($3 + 100))/readyz" "$1" "$LAST_PID"
+}
+
+# wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.
+WRKS=()
+wrk_bg() {
+  BENCH_PATH=$4 BENCH_TOKENS=$5 "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$2s" -s "$LUA" "http://127.0.0.1:$3" >"$1" 2>&1 &
+  WRKS+=($!)
+  PIDS+=($!) # stopped by cleanup if the script dies while it runs
+}
+wait_wrks() {
+  local pid
+  for pid in "${WRKS[@]}"; do wait "$pid" || die "wrk failed (exit $?)"; done
+  WRKS=()
+}
+# the RESULT field NAME of FILE, or die naming the file
+must_field() { field "$1" "$2" || die "no RESULT line in $2: $(tail -n 3 "$2")"; }
+
+# pairs_init FILE: start the results table (one row per pair and round) in FILE.
+pairs_init() {
+  PAIR_RESULTS=$1
+  ERRORS=0 # socket errors and warm-up non-2xx, over every wrk run
+  printf 'pair\tround\ta_us_per_req\tb_us_per_req\tb_over_a_cpu\tb_over_a_rps\ta_non2xx\tb_non2xx\n' >"$PAIR_RESULTS"
+}
+
+# pair NAME ROUND A_PID A_PORT A_PATH A_TOKENS B_PID B_PORT B_PATH B_TOKENS: one measurement of
+# both sides at once, appended to the results table.
+pair() {
+  local name=$1 round=$2 a_pid=$3 b_pid=$7 phase
+  local -a a_load=("$4" "$5" "$6") b_load=("$8" "$9" "${10}")
+  wait_quiet
+  for phase in warm wrk; do
+    local secs=$DURATION
+    [ $phase = warm ] && secs=$WARMUP
+    if [ $phase = wrk ]; then
+      local a0 b0
+      a0=$(cpu_ticks "$a_pid")
+      b0=$(cpu_ticks "$b_pid")
+    fi
+    # Odd rounds start A's wrk first, even rounds B's: the order must not be a bias.
+    if ((round % 2)); then
+      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
+      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
+    else
+      wrk_bg "$TMP/$phase-b.out" "$secs" "${b_load[@]}"
+      wrk_bg "$TMP/$phase-a.out" "$secs" "${a_load[@]}"
+    fi
+    wait_wrks
+    if [ $phase = warm ]; then
+      ERRORS=$((ERRORS + $(must_field errors "$TMP/warm-a.out") + $(must_field errors "$TMP/warm-b.out")))
+      ERRORS=$((ERRORS + $(must_field non2xx "$TMP/warm-a.out") + $(must_field non2xx "$TMP/warm-b.out")))
+    fi
+  done
+  local a1 b1 ra rb
+  a1=$(cpu_ticks "$a_pid")
+  b1=$(cpu_ticks "$b_pid")
+  ra=$(must_field requests "$TMP/wrk-a.out")
+  rb=$(must_field requests "$TMP/wrk-b.out")
+  ERRORS=$((ERRORS + $(must_field errors "$TMP/wrk-a.out") + $(must_field errors "$TMP/wrk-b.out")))
+  ((ra > 0 && rb > 0)) || die "$name: no requests completed"
+  awk -v n="$name" -v r="$round" -v ra="$ra" -v rb="$rb" -v ta="$((a1 - a0))" -v tb="$((b1 - b0))" -v hz="$CLK_TCK" \
+    -v na="$(must_field non2xx "$TMP/wrk-a.out")" -v nb="$(must_field non2xx "$TMP/wrk-b.out")" \
+    'BEGIN { ca = ta * 1e6 / hz / ra; cb = tb * 1e6 / hz / rb
+             printf "%s\t%s\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\n", n, r, ca, cb, cb / ca, rb / ra, na, nb }' >>"$PAIR_RESULTS"
+  tail -n 1 "$PAIR_RESULTS" | awk -F'\t' -v b="$BENCH_NAME" '{ printf "[%s] round %s %-7s A %6.1f us/req  B %6.1f us/req  B/A cpu %.3f  B/A req/s %.3f  non2xx %d %d\n", b, $2, $1, $3, $4, $5, $6, $7, $8 }' >&2
+}
+
+# fill_cache ADMIN_PORT PORT TOKENS COUNT: sends the tokens until the gateway on PORT caches COUNT
+# of them (at most 60 s), so that a J10k measurement is all cache hits from its first round.
+fill_cache() {
+  local deadline=$((SECONDS + 60))
+  until [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" |
+    awk '$1 == "tokengate_token_cache_entries" { print $2 }')" = "$4" ]; do
+    ((SECONDS < deadline)) || die "127.0.0.1:$2 did not cache all $4 tokens within 60 s"
+    wrk_bg "$TMP/fill.out" 2 "$2" /j "$3"
+    wait_wrks
+  done
+}
+
+# pair_median NAME COLUMN: the median over the rounds of one pair (columns as in pairs_init).
+pair_median() { median "$PAIR_RESULTS" "$1" "$2"; }
+# pair_spread NAME COLUMN: min-max of COLUMN over the rounds of one pair.
+pair_spread() {
+  awk -F'\t' -v n="$1" -v c="$2" '$1 == n { if (mn == "" || $c < mn) mn = $c; if ($c > mx) mx = $c }
+    END { printf "%.3f-%.3f", mn, mx }' "$PAIR_RESULTS"
+}
+# pair_non2xx: non-2xx responses over every measurement in the table.
+pair_non2xx() { awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$PAIR_RESULTS"; }

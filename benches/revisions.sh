@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Two revisions of tokengate side by side: what a change costs or saves, per scenario.
+#
+#   BASE=886acad make bench-revisions          # or: BASE=886acad bash benches/revisions.sh
+#   BASE=HEAD~1 ROUNDS=5 bash benches/revisions.sh
+#
+# A change of a microsecond or two per request is below what the alternating load.sh resolves on
+# a drifting machine (its calibration spans 0.92-1.02). Here the gateway built from BASE and the
+# one built from the working tree run at the same moment, sharing core 0, each under its own wrk
+# on core 1 (the method of benches/sidebyside.sh, in benches/pairs.sh), for each scenario.
+# A calibration pair of two working-tree gateways shows what "no difference" looks like; read an
+# effect only where the rounds of a pair lie outside the calibration's spread.
+#
+# BASE is built in a temporary git worktree into this checkout's target directory, so after the
+# first build only the tokengate crate is compiled for each side.
+#
+# Pairs (A / B = BASE / working tree, the same requests to both):
+#   cal   working tree / working tree, on P
+#   P     GET /p (auth = "none", token carried)      J1   GET /j, one cached token
+#   J10k  GET /j, 10,000 cached tokens round-robin   JU   GET /j, the same tokens, cache disabled
+#
+# Environment: BASE (required: a commit, tag or branch), ROUNDS [5], DURATION seconds [4],
+# WARMUP [1], CONNS per side [25], POOL [10000], IDLE_WAIT [10; 0 = off], KEEP_TMP=1.
+# Output: a markdown report on stdout and in target/bench/revisions-report.md; raw rows in
+# target/bench/revisions-results.tsv.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+BASE=${BASE:-}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-4}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-25}
+POOL=${POOL:-10000}
+IDLE_WAIT=${IDLE_WAIT:-10}
+ACCESS_LOG=false
+CARGO=${CARGO:-cargo}
+
+UP_PORT=18191
+BASE_PORT=18192
+HEAD_PORT=18193
+HEAD2_PORT=18194
+BASEU_PORT=18195
+HEADU_PORT=18196
+REPORT_DIR="$ROOT/target/bench"
+REPORT="$REPORT_DIR/revisions-report.md"
+RESULTS_OUT="$REPORT_DIR/revisions-results.tsv"
+LUA="$ROOT/benches/load/bench.lua"
+
+BENCH_NAME=revisions
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
+
+[ -n "$BASE" ] || die "set BASE to the revision to compare against, e.g. BASE=HEAD~1"
+BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "BASE '$BASE' is not a commit"
+check_knobs ROUNDS DURATION WARMUP CONNS POOL
+bench_setup
+HEAD_DESC="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
+COMMAND="BASE=$BASE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
+for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
+ports_free $UP_PORT
+
+# The base first: both builds write target/release/tokengate, so each is copied out in turn.
+log "building BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV") (release) in a worktree"
+git -C "$ROOT" worktree prune # entries left by an interrupted run
+git -C "$ROOT" worktree add --detach "$TMP/base" "$BASE_REV" >/dev/null 2>&1 || die "git worktree add failed"
+"$CARGO" build --release --bin tokengate --manifest-path "$TMP/base/Cargo.toml" --target-dir "$ROOT/target" ||
+  { git -C "$ROOT" worktree remove --force "$TMP/base"; die "BASE does not build"; }
+cp "$ROOT/target/release/tokengate" "$TMP/tokengate-base"
+git -C "$ROOT" worktree remove --force "$TMP/base"
+log "building the working tree ($HEAD_DESC): tokengate, bench_upstream, mint_tokens"
+"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens
+cp "$ROOT/target/release/tokengate" "$TMP/tokengate-head"
+EX="$ROOT/target/release/examples"
+
+"$EX/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
+head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
+
+start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
+wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"
+CACHED="token_cache_capacity = 100000"
+gateway base "$TMP/tokengate-base" $BASE_PORT "$CACHED"
+BASE_PID=$LAST_PID
+gateway head "$TMP/tokengate-head" $HEAD_PORT "$CACHED"
+HEAD_PID=$LAST_PID
+gateway head2 "$TMP/tokengate-head" $HEAD2_PORT "$CACHED"
+HEAD2_PID=$LAST_PID
+gateway baseu "$TMP/tokengate-base" $BASEU_PORT "token_cache_capacity = 0"
+BASEU_PID=$LAST_PID
+gateway headu "$TMP/tokengate-head" $HEADU_PORT "token_cache_capacity = 0"
+HEADU_PID=$LAST_PID
+TOKEN1=$(cat "$TMP/tokens-1.txt")
+for port in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do
+  for path in /p /j; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $TOKEN1" "http://127.0.0.1:$port$path")
+    [ "$got" = 200 ] || die "sanity: 127.0.0.1:$port$path answered $got with a valid token"
+  done
+done
+
+RESULTS="$TMP/results.tsv"
+pairs_init "$RESULTS"
+T1="$TMP/tokens-1.txt" TP="$TMP/tokens-pool.txt"
+fill_cache $((BASE_PORT + 100)) $BASE_PORT "$TP" "$POOL"
+fill_cache $((HEAD_PORT + 100)) $HEAD_PORT "$TP" "$POOL"
+log "both caches hold all $POOL tokens"
+log "rounds: $ROUNDS x (cal P J1 J10k JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
+for ((round = 1; round <= ROUNDS; round++)); do
+  pair cal "$round" "$HEAD_PID" $HEAD_PORT /p "$T1" "$HEAD2_PID" $HEAD2_PORT /p "$T1"
+  pair P "$round" "$BASE_PID" $BASE_PORT /p "$T1" "$HEAD_PID" $HEAD_PORT /p "$T1"
+  pair J1 "$round" "$BASE_PID" $BASE_PORT /j "$T1" "$HEAD_PID" $HEAD_PORT /j "$T1"
+  pair J10k "$round" "$BASE_PID" $BASE_PORT /j "$TP" "$HEAD_PID" $HEAD_PORT /j "$TP"
+  pair JU "$round" "$BASEU_PID" $BASEU_PORT /j "$TP" "$HEADU_PID" $HEADU_PORT /j "$TP"
+done
+
+mkdir -p "$REPORT_DIR"
+cp "$RESULTS" "$RESULTS_OUT"
+CAL_CPU=$(pair_spread cal 5)
+CAL_RPS=$(pair_spread cal 6)
+{
+  echo "## tokengate: two revisions side by side"
+  echo
+  echo "- Command: \`$COMMAND\`"
+  echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV"); B = working tree $HEAD_DESC"
+  echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
+  echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
+  echo
+  echo "| scenario | A µs/req | B µs/req | B/A CPU per request (rounds) | B/A req/s (rounds) |"
+  echo "|---|---:|---:|---:|---:|"
+  for s in cal P J1 J10k JU; do
+    printf '| %s | %.1f | %.1f | %.4f (%s) | %.4f (%s) |\n' "$s" "$(pair_median $s 3)" "$(pair_median $s 4)" \
+      "$(pair_median $s 5)" "$(pair_spread $s 5)" "$(pair_median $s 6)" "$(pair_spread $s 6)"
+  done
+  echo
+  echo "cal is the working tree against itself: its rounds ($CAL_CPU CPU, $CAL_RPS req/s) are what no difference looks like."
+  echo "Non-2xx responses in the measurements: $(pair_non2xx); socket errors and warm-up non-2xx over every wrk run: $ERRORS."
+} | tee "$REPORT"
+log "report: $REPORT; raw rows: $RESULTS_OUT"
