@@ -53,10 +53,10 @@ bench_setup() {
   local missing=() t
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
-  command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+  command -v taskset >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 || missing+=(util-linux)
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-  for t in wrk curl taskset getconf awk sed sort; do
+  for t in wrk curl taskset flock getconf awk sed sort; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found"
   done
   command -v "$CARGO" >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup)"
@@ -73,6 +73,10 @@ bench_setup() {
     PINNING="NOT pinned: only $NPROC CPU (proxies, wrk and upstream share it)"
     log "warning: $PINNING"
   fi
+
+  # One benchmark at a time: two would share core 0 and each would measure the other.
+  exec 9>"${TMPDIR:-/tmp}/tokengate-bench.lock"
+  flock -n 9 || die "another tokengate benchmark is running (lock ${TMPDIR:-/tmp}/tokengate-bench.lock)"
 
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-$BENCH_NAME.XXXXXX")
   PIDS=()
@@ -95,7 +99,7 @@ cleanup() {
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null || true
+    ! kill -0 "$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   if ((rc != 0)); then

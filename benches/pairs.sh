@@ -21,12 +21,32 @@ wrk_bg() {
   PIDS+=($!) # stopped by cleanup if the script dies while it runs
 }
 wait_wrks() {
-  local pid
+  local pid w keep=()
   for pid in "${WRKS[@]}"; do wait "$pid" || die "wrk failed (exit $?)"; done
+  # Reaped now, so their pids may be reused: cleanup must not signal them at exit.
+  for pid in "${PIDS[@]}"; do
+    for w in "${WRKS[@]}"; do [ "$pid" != "$w" ] || continue 2; done
+    keep+=("$pid")
+  done
+  PIDS=("${keep[@]}")
   WRKS=()
 }
 # the RESULT field NAME of FILE, or die naming the file
-must_field() { field "$1" "$2" || die "no RESULT line in $2: $(tail -n 3 "$2")"; }
+must_field() {
+  local v
+  v=$(field "$1" "$2")
+  [ -n "$v" ] || die "no $1 in a RESULT line of $2: $(tail -n 3 "$2")"
+  echo "$v"
+}
+# count_errors FILE [FIELD...]: adds the socket errors (and each FIELD) of FILE's RESULT to ERRORS.
+count_errors() {
+  local file=$1 f v
+  shift
+  for f in errors "$@"; do
+    v=$(must_field "$f" "$file")
+    ERRORS=$((ERRORS + v))
+  done
+}
 
 # pairs_init FILE: start the results table (one row per pair and round) in FILE.
 pairs_init() {
@@ -59,19 +79,24 @@ pair() {
     fi
     wait_wrks
     if [ $phase = warm ]; then
-      ERRORS=$((ERRORS + $(must_field errors "$TMP/warm-a.out") + $(must_field errors "$TMP/warm-b.out")))
-      ERRORS=$((ERRORS + $(must_field non2xx "$TMP/warm-a.out") + $(must_field non2xx "$TMP/warm-b.out")))
+      count_errors "$TMP/warm-a.out" non2xx
+      count_errors "$TMP/warm-b.out" non2xx
     fi
   done
-  local a1 b1 ra rb
+  local a1 b1 ra rb na nb
   a1=$(cpu_ticks "$a_pid")
   b1=$(cpu_ticks "$b_pid")
+  # One assignment per field: a failing `$(...)` stops the script only when it is the whole
+  # right-hand side of an assignment, not inside arithmetic or an argument list.
   ra=$(must_field requests "$TMP/wrk-a.out")
   rb=$(must_field requests "$TMP/wrk-b.out")
-  ERRORS=$((ERRORS + $(must_field errors "$TMP/wrk-a.out") + $(must_field errors "$TMP/wrk-b.out")))
+  na=$(must_field non2xx "$TMP/wrk-a.out")
+  nb=$(must_field non2xx "$TMP/wrk-b.out")
+  count_errors "$TMP/wrk-a.out"
+  count_errors "$TMP/wrk-b.out"
   ((ra > 0 && rb > 0)) || die "$name: no requests completed"
   awk -v n="$name" -v r="$round" -v ra="$ra" -v rb="$rb" -v ta="$((a1 - a0))" -v tb="$((b1 - b0))" -v hz="$CLK_TCK" \
-    -v na="$(must_field non2xx "$TMP/wrk-a.out")" -v nb="$(must_field non2xx "$TMP/wrk-b.out")" \
+    -v na="$na" -v nb="$nb" \
     'BEGIN { ca = ta * 1e6 / hz / ra; cb = tb * 1e6 / hz / rb
              printf "%s\t%s\t%.2f\t%.2f\t%.4f\t%.4f\t%d\t%d\n", n, r, ca, cb, cb / ca, rb / ra, na, nb }' >>"$PAIR_RESULTS"
   tail -n 1 "$PAIR_RESULTS" | awk -F'\t' -v b="$BENCH_NAME" '{ printf "[%s] round %s %-7s A %6.1f us/req  B %6.1f us/req  B/A cpu %.3f  B/A req/s %.3f  non2xx %d %d\n", b, $2, $1, $3, $4, $5, $6, $7, $8 }' >&2

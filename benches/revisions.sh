@@ -11,8 +11,9 @@
 # A calibration pair of two working-tree gateways shows what "no difference" looks like; read an
 # effect only where the rounds of a pair lie outside the calibration's spread.
 #
-# BASE is built in a temporary git worktree into this checkout's target directory, so after the
-# first build only the tokengate crate is compiled for each side.
+# BASE is exported with `git archive` into the work directory (no worktree or other repository
+# state to clean up) and built into this checkout's target directory, so after the first build
+# only the tokengate crate is compiled for each side.
 #
 # Pairs (A / B = BASE / working tree, the same requests to both):
 #   cal   working tree / working tree, on P
@@ -60,19 +61,22 @@ source "$ROOT/benches/pairs.sh"
 BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "BASE '$BASE' is not a commit"
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
 bench_setup
-HEAD_DESC="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
+# What goes into the gateway binary; untracked files count (a new module is one).
+HEAD_DESC="$(git -C "$ROOT" rev-parse --short HEAD)"
+[ -z "$(git -C "$ROOT" status --porcelain -- src examples build.rs Cargo.toml Cargo.lock)" ] ||
+  HEAD_DESC+=" + uncommitted changes"
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMAND="BASE=$BASE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
 for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
 ports_free $UP_PORT
 
 # The base first: both builds write target/release/tokengate, so each is copied out in turn.
-log "building BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV") (release) in a worktree"
-git -C "$ROOT" worktree prune # entries left by an interrupted run
-git -C "$ROOT" worktree add --detach "$TMP/base" "$BASE_REV" >/dev/null 2>&1 || die "git worktree add failed"
+log "building BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV") (release) from git archive"
+mkdir "$TMP/base"
+git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$TMP/base" || die "git archive of $BASE_REV failed"
 "$CARGO" build --release --bin tokengate --manifest-path "$TMP/base/Cargo.toml" --target-dir "$ROOT/target" ||
-  { git -C "$ROOT" worktree remove --force "$TMP/base"; die "BASE does not build"; }
+  die "BASE does not build"
 cp "$ROOT/target/release/tokengate" "$TMP/tokengate-base"
-git -C "$ROOT" worktree remove --force "$TMP/base"
 log "building the working tree ($HEAD_DESC): tokengate, bench_upstream, mint_tokens"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens
 cp "$ROOT/target/release/tokengate" "$TMP/tokengate-head"
@@ -124,7 +128,7 @@ CAL_RPS=$(pair_spread cal 6)
 {
   echo "## tokengate: two revisions side by side"
   echo
-  echo "- Command: \`$COMMAND\`"
+  echo "- Command: \`$COMMAND\` (started $STARTED)"
   echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV"); B = working tree $HEAD_DESC"
   echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
   echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"

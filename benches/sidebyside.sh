@@ -62,6 +62,9 @@ bench_setup
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/sidebyside.sh"
 ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
 
+# Read now, not when the report is written: a commit made during the run must not relabel it.
+REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
 BIN="$ROOT/target/release/tokengate"
@@ -111,7 +114,7 @@ NON2XX=$(pair_non2xx)
 {
   echo "## tokengate side-by-side benchmark"
   echo
-  echo "- Command: \`$COMMAND\` (revision $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  echo "- Command: \`$COMMAND\` (revision $REVISION, started $STARTED)"
   echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
   echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
   echo

@@ -10,7 +10,7 @@ pub mod fetch;
 pub mod refresh;
 mod verifier;
 
-pub use verifier::Verifiers;
+pub use verifier::{Verifiers, RSA_ALGORITHMS};
 
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -227,11 +227,10 @@ fn rsa(jwk: &Value, alg: Option<Algorithm>) -> Result<(KeyKind, Verifiers, Finge
     if e.is_empty() || e.len() > 4 || e == [1] || e.last().is_some_and(|b| b & 1 == 0) {
         return Err("RSA exponent is not a small odd number".into());
     }
-    use Algorithm::*;
     // A key without `alg` may verify any RSA algorithm: parse it for each, once, here.
     let algs = match &alg {
         Some(a) => std::slice::from_ref(a),
-        None => &[RS256, RS384, RS512, PS256, PS384, PS512],
+        None => &RSA_ALGORITHMS[..],
     };
     Ok((
         KeyKind::Rsa,

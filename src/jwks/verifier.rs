@@ -2,11 +2,11 @@
 //! may verify.
 //!
 //! `jsonwebtoken::crypto::verify` takes the raw key and rebuilds the aws-lc-rs public key on
-//! every call: for RSA 2–3 µs of a 17–20 µs check in criterion (`rsa_key/*`), and 7% of the CPU
-//! of a request the cache has not seen in the gateway (`benches/revisions.sh`, JU). Here the same
-//! aws-lc-rs key is built when the JWKS is loaded and reused. The parameter table below is jsonwebtoken 11's own aws_lc_rs backend, algorithm for
-//! algorithm (`crypto/aws_lc/{rsa,ecdsa,eddsa}.rs`), including the 2048–8192-bit RSA bounds, and
-//! a differential test (`agrees_with_jsonwebtoken`) holds every algorithm to
+//! every call, which every token the cache has not seen pays for (README BENCHMARKS has what it
+//! cost). Here the same aws-lc-rs key is built once, when the JWKS is loaded. The parameter
+//! tables below are jsonwebtoken 11's own aws_lc_rs backend, algorithm for algorithm
+//! (`crypto/aws_lc/{rsa,ecdsa,eddsa}.rs`), including the 2048–8192-bit RSA bounds, and
+//! differential tests (`agrees_with_jsonwebtoken_*`) hold every algorithm to
 //! `jsonwebtoken::crypto::verify` on valid, altered and foreign signatures.
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
@@ -15,6 +15,16 @@ use jsonwebtoken::Algorithm;
 /// The parsed key for each algorithm a key may verify; at most six (the RSA family).
 #[derive(Clone)]
 pub struct Verifiers(Box<[(Algorithm, ParsedPublicKey)]>);
+
+/// The algorithms an RSA key may verify.
+pub const RSA_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
 
 /// How jsonwebtoken's aws_lc_rs backend checks each RSA algorithm.
 fn rsa_params(alg: Algorithm) -> Option<&'static sig::RsaParameters> {
