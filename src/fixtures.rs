@@ -12,17 +12,20 @@ pub const EC384: &[u8] = include_bytes!("../tests/fixtures/ec384.pem");
 pub const ED25519: &[u8] = include_bytes!("../tests/fixtures/ed25519.pem");
 
 /// Every algorithm a public key can verify.
-pub const ALL_ASYMMETRIC: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub const ALL_ASYMMETRIC: [Algorithm; 9] = {
+    let rsa = crate::jwks::RSA_ALGORITHMS;
+    [
+        rsa[0],
+        rsa[1],
+        rsa[2],
+        rsa[3],
+        rsa[4],
+        rsa[5],
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ]
+};
 
 /// The fixture that signs `alg` by default: rsa_a for the RSA family.
 pub fn pem_for(alg: Algorithm) -> &'static [u8] {
