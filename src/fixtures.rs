@@ -2,7 +2,9 @@
 //! algorithm's encoding key is read from them.
 #![allow(clippy::unwrap_used)]
 
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{json, Value};
 
 pub const RSA_A: &[u8] = include_bytes!("../tests/fixtures/rsa_a.pem");
 pub const RSA_B: &[u8] = include_bytes!("../tests/fixtures/rsa_b.pem");
@@ -46,4 +48,17 @@ pub fn encoding_key(pem: &[u8], alg: Algorithm) -> EncodingKey {
         _ => EncodingKey::from_rsa_pem(pem),
     }
     .unwrap()
+}
+
+/// The public JWK of a fixture key as JSON, with `kid`, and its `alg` only when `keep_alg` (without
+/// it an RSA key fits every RS/PS algorithm).
+pub fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str, keep_alg: bool) -> Value {
+    let key = encoding_key(pem, alg);
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
+    let o = jwk.as_object_mut().unwrap();
+    o.insert("kid".into(), json!(kid));
+    if !keep_alg {
+        o.remove("alg");
+    }
+    jwk
 }

@@ -4,24 +4,11 @@
 
 use super::*;
 use crate::fixtures::*;
-use jsonwebtoken::jwk::Jwk;
 use serde_json::json;
 use std::time::Duration;
 
 fn at() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-/// The public JWK of a fixture key, with `kid`, and `alg` only when given.
-fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str, keep_alg: bool) -> Value {
-    let key = encoding_key(pem, alg);
-    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
-    let o = jwk.as_object_mut().unwrap();
-    o.insert("kid".into(), json!(kid));
-    if !keep_alg {
-        o.remove("alg");
-    }
-    jwk
 }
 
 /// Reads one DER TLV (short or long length form): (tag, contents, rest).

@@ -8,7 +8,6 @@ use crate::issuer::KeySource;
 use crate::jwks::{self, KeyStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::Header;
 use serde_json::json;
 use std::path::PathBuf;
@@ -21,23 +20,13 @@ const LEEWAY: i64 = 30;
 
 // ---- keys and tokens -------------------------------------------------------------------------
 
-/// The public JWK of a fixture, with `kid` and without `alg` (so an RSA key fits every RS/PS alg).
-fn public_jwk(pem: &[u8], alg: Algorithm, kid: &str) -> Value {
-    let jwk = Jwk::from_encoding_key(&encoding_key(pem, alg), alg).unwrap();
-    let mut v = serde_json::to_value(jwk).unwrap();
-    let o = v.as_object_mut().unwrap();
-    o.insert("kid".into(), json!(kid));
-    o.remove("alg");
-    v
-}
-
 /// The issuer's published set: rsa_a as "a", and one key of every other type.
 fn default_jwks() -> Vec<Value> {
     vec![
-        public_jwk(RSA_A, Algorithm::RS256, "a"),
-        public_jwk(EC256, Algorithm::ES256, "ec256"),
-        public_jwk(EC384, Algorithm::ES384, "ec384"),
-        public_jwk(ED25519, Algorithm::EdDSA, "ed"),
+        public_jwk(RSA_A, Algorithm::RS256, "a", false),
+        public_jwk(EC256, Algorithm::ES256, "ec256", false),
+        public_jwk(EC384, Algorithm::ES384, "ec384", false),
+        public_jwk(ED25519, Algorithm::EdDSA, "ed", false),
     ]
 }
 
@@ -249,7 +238,7 @@ fn public_key_secrets() -> Vec<Vec<u8>> {
         "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
         lines.join("\n")
     );
-    let jwk = public_jwk(RSA_A, Algorithm::RS256, "a");
+    let jwk = public_jwk(RSA_A, Algorithm::RS256, "a", false);
     let jwks = json!({"keys": default_jwks()});
     let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
     vec![
@@ -317,7 +306,7 @@ fn key_of_the_wrong_type_under_a_kid_is_rejected() {
 
 #[test]
 fn key_pinned_to_another_algorithm_is_not_used() {
-    let mut pinned = public_jwk(RSA_A, Algorithm::RS256, "a");
+    let mut pinned = public_jwk(RSA_A, Algorithm::RS256, "a", false);
     pinned["alg"] = json!("RS256");
     let i = issuer_with(|i| i.keys = store(&[pinned]));
     let ps = mint_with(RSA_A, Algorithm::PS256, Some("a"), &claims());
@@ -343,9 +332,9 @@ fn token_signed_by_another_key_under_a_known_kid_is_rejected() {
 #[test]
 fn token_without_kid_is_checked_against_every_fitting_key() {
     let keys = [
-        public_jwk(RSA_B, Algorithm::RS256, "b"),
-        public_jwk(EC256, Algorithm::ES256, "ec256"),
-        public_jwk(RSA_A, Algorithm::RS256, "a"),
+        public_jwk(RSA_B, Algorithm::RS256, "b", false),
+        public_jwk(EC256, Algorithm::ES256, "ec256", false),
+        public_jwk(RSA_A, Algorithm::RS256, "a", false),
     ];
     let i = issuer_with(|i| i.keys = store(&keys));
     for pem in [RSA_A, RSA_B] {
@@ -362,7 +351,8 @@ fn token_without_kid_signed_by_an_unknown_key_is_rejected() {
 
 #[test]
 fn token_without_kid_and_no_fitting_key_is_an_unknown_key() {
-    let rsa_only = issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "a")]));
+    let rsa_only =
+        issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "a", false)]));
     for alg in [Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
         let token = mint_with(pem_for(alg), alg, None, &claims());
         assert_eq!(
@@ -400,7 +390,7 @@ fn keys_are_taken_only_from_the_issuer_named_by_iss() {
     let b = issuer_with(|i| {
         i.name = "b".into();
         i.iss = "https://b.example/".into();
-        i.keys = store(&[public_jwk(RSA_B, Algorithm::RS256, "b")]);
+        i.keys = store(&[public_jwk(RSA_B, Algorithm::RS256, "b", false)]);
     });
     let issuers = [issuer(), Arc::clone(&b)];
     // A token from b, signed with b's key, verifies against b.
@@ -449,7 +439,7 @@ fn crit_header_is_refused() {
 
 #[test]
 fn key_bearing_headers_are_ignored() {
-    let attacker = public_jwk(RSA_B, Algorithm::RS256, "a");
+    let attacker = public_jwk(RSA_B, Algorithm::RS256, "a", false);
     let attacker_der = {
         let text = std::str::from_utf8(RSA_B).unwrap();
         text.lines()
@@ -918,7 +908,7 @@ fn token_with_trailing_bits() -> String {
 
 #[test]
 fn padded_base64_is_malformed() {
-    let i = issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "ab")]));
+    let i = issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "ab", false)]));
     let token = token_with_trailing_bits();
     assert!(verify(&token, &[Arc::clone(&i)], NOW).is_ok());
     let (h, p, s) = split3(&token);
@@ -934,7 +924,7 @@ fn padded_base64_is_malformed() {
 
 #[test]
 fn non_canonical_base64_is_malformed() {
-    let i = issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "ab")]));
+    let i = issuer_with(|i| i.keys = store(&[public_jwk(RSA_A, Algorithm::RS256, "ab", false)]));
     let token = token_with_trailing_bits();
     let (h, p, s) = split3(&token);
     for bad in [
