@@ -2,7 +2,29 @@
 # run): measuring two proxies at the same moment. Each side of a pair is a proxy process pinned to
 # core 0 under its own wrk on core 1, so whatever the machine does during the measurement it does
 # to both, and B/A of their CPU per request is what one costs against the other.
-# The caller sets CONNS, DURATION, WARMUP, LUA and UP_PORT, and calls pairs_init before the first pair.
+# The caller sets CONNS, DURATION, WARMUP, POOL, LUA and UP_PORT, calls pairs_start once its
+# release binaries are built, and pairs_init before the first pair.
+
+# pairs_start EXAMPLES_DIR: mints POOL tokens (T1: the first alone, TP: all of them; the issuer's
+# key set in $TMP/jwks.json) and starts the upstream on UP_PORT.
+pairs_start() {
+  "$1/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
+  head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
+  T1="$TMP/tokens-1.txt"
+  TP="$TMP/tokens-pool.txt"
+  start_bg upstream "${PIN_LOAD[@]}" "$1/bench_upstream" "127.0.0.1:$UP_PORT"
+  wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"
+}
+
+# expect_200 PORT/PATH...: each answers 200 to a request with T1's token, or the run stops.
+expect_200() {
+  local url got token
+  token=$(cat "$T1")
+  for url in "$@"; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
+    [ "$got" = 200 ] || die "sanity: 127.0.0.1:$url answered $got with a valid token"
+  done
+}
 
 # gateway NAME BIN PORT SERVER_LINES: checks and starts one gateway binary on PORT (admin on
 # PORT + 100) with the benchmark config; its pid lands in LAST_PID.
@@ -48,9 +70,9 @@ count_errors() {
   done
 }
 
-# pairs_init FILE: start the results table (one row per pair and round) in FILE.
+# pairs_init: start the results table (one row per pair and round) in $PAIR_RESULTS.
 pairs_init() {
-  PAIR_RESULTS=$1
+  PAIR_RESULTS="$TMP/results.tsv"
   ERRORS=0 # socket errors and warm-up non-2xx, over every wrk run
   printf 'pair\tround\ta_us_per_req\tb_us_per_req\tb_over_a_cpu\tb_over_a_rps\ta_non2xx\tb_non2xx\n' >"$PAIR_RESULTS"
 }
@@ -123,3 +145,8 @@ pair_spread() {
 }
 # pair_non2xx: non-2xx responses over every measurement in the table.
 pair_non2xx() { awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$PAIR_RESULTS"; }
+# pairs_report_header: the machine and method lines every side-by-side report starts with.
+pairs_report_header() {
+  echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
+  echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
+}

@@ -85,11 +85,7 @@ log "building the working tree ($HEAD_DESC): tokengate, bench_upstream, mint_tok
 cp "$ROOT/target/release/tokengate" "$TMP/tokengate-head"
 EX="$ROOT/target/release/examples"
 
-"$EX/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
-head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
-
-start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
-wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"
+pairs_start "$EX"
 CACHED="token_cache_capacity = 100000"
 gateway base "$TMP/tokengate-base" $BASE_PORT "$CACHED"
 BASE_PID=$LAST_PID
@@ -101,17 +97,9 @@ gateway baseu "$TMP/tokengate-base" $BASEU_PORT "token_cache_capacity = 0"
 BASEU_PID=$LAST_PID
 gateway headu "$TMP/tokengate-head" $HEADU_PORT "token_cache_capacity = 0"
 HEADU_PID=$LAST_PID
-TOKEN1=$(cat "$TMP/tokens-1.txt")
-for port in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do
-  for path in /p /j; do
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $TOKEN1" "http://127.0.0.1:$port$path")
-    [ "$got" = 200 ] || die "sanity: 127.0.0.1:$port$path answered $got with a valid token"
-  done
-done
+for port in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do expect_200 "$port/p" "$port/j"; done
 
-RESULTS="$TMP/results.tsv"
-pairs_init "$RESULTS"
-T1="$TMP/tokens-1.txt" TP="$TMP/tokens-pool.txt"
+pairs_init
 fill_cache $((BASE_PORT + 100)) $BASE_PORT "$TP" "$POOL"
 fill_cache $((HEAD_PORT + 100)) $HEAD_PORT "$TP" "$POOL"
 log "both caches hold all $POOL tokens"
@@ -125,7 +113,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 mkdir -p "$REPORT_DIR"
-cp "$RESULTS" "$RESULTS_OUT"
+cp "$PAIR_RESULTS" "$RESULTS_OUT"
 CAL_CPU=$(pair_spread cal 5)
 CAL_RPS=$(pair_spread cal 6)
 {
@@ -133,17 +121,16 @@ CAL_RPS=$(pair_spread cal 6)
   echo
   echo "- Command: \`$COMMAND\` (started $STARTED)"
   echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV"); B = working tree $HEAD_DESC"
-  echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
-  echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
+  pairs_report_header
   echo
   echo "| scenario | A µs/req | B µs/req | B/A CPU per request (rounds) | B/A req/s (rounds) | B/A CPU ÷ P's |"
   echo "|---|---:|---:|---:|---:|---:|"
   P_CPU=$(pair_median P 5)
   for s in cal P J1 J10k JU; do
-    local_ratio=$(calc %.4f "$(pair_median $s 5) / $P_CPU")
-    [ $s != cal ] || local_ratio="-"
+    vs_p="-" # the calibration pair runs other processes than P's
+    [ $s = cal ] || vs_p=$(calc %.4f "$(pair_median $s 5) / $P_CPU")
     printf '| %s | %.1f | %.1f | %.4f (%s) | %.4f (%s) | %s |\n' "$s" "$(pair_median $s 3)" "$(pair_median $s 4)" \
-      "$(pair_median $s 5)" "$(pair_spread $s 5)" "$(pair_median $s 6)" "$(pair_spread $s 6)" "$local_ratio"
+      "$(pair_median $s 5)" "$(pair_spread $s 5)" "$(pair_median $s 6)" "$(pair_spread $s 6)" "$vs_p"
   done
   echo
   echo "cal is the working tree against itself: its rounds ($CAL_CPU CPU, $CAL_RPS req/s) are what no difference looks like."

@@ -70,12 +70,7 @@ log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
 BIN="$ROOT/target/release/tokengate"
 EX="$ROOT/target/release/examples"
 
-"$EX/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
-head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
-
-start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
-UP_PID=$LAST_PID
-wait_http "http://127.0.0.1:$UP_PORT/" upstream "$UP_PID"
+pairs_start "$EX"
 gateway g1 "$BIN" $G1_PORT "token_cache_capacity = 100000"
 G1_PID=$LAST_PID
 gateway g2 "$BIN" $G2_PORT "token_cache_capacity = 100000"
@@ -85,16 +80,10 @@ GU_PID=$LAST_PID
 start_bg bare "${PIN_GW[@]}" "$EX/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
 BARE_PID=$LAST_PID
 wait_http "http://127.0.0.1:$BARE_PORT/p" bare "$BARE_PID"
-TOKEN1=$(cat "$TMP/tokens-1.txt")
-for url in "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"; do
-  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $TOKEN1" "http://127.0.0.1:$url")
-  [ "$got" = 200 ] || die "sanity: 127.0.0.1:$url answered $got with a valid token"
-done
+expect_200 "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"
 
-RESULTS="$TMP/results.tsv"
-pairs_init "$RESULTS"
-
-P1=/p T1="$TMP/tokens-1.txt" TP="$TMP/tokens-pool.txt"
+pairs_init
+P1=/p
 # J10k measures cache hits: verify the whole pool on g2 once before the rounds.
 fill_cache $((G2_PORT + 100)) $G2_PORT "$TP" "$POOL"
 log "g2 holds all $POOL tokens"
@@ -108,25 +97,23 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 mkdir -p "$REPORT_DIR"
-cp "$RESULTS" "$RESULTS_OUT"
-med() { pair_median "$@"; }
+cp "$PAIR_RESULTS" "$RESULTS_OUT"
 NON2XX=$(pair_non2xx)
 {
   echo "## tokengate side-by-side benchmark"
   echo
   echo "- Command: \`$COMMAND\` (revision $REVISION, started $STARTED)"
-  echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
-  echo "- Each pair: two proxy processes on core 0 at once, each under \`wrk -t1 -c$CONNS -d${DURATION}s\`; CPU per request from /proc/PID/stat; medians over $ROUNDS rounds"
+  pairs_report_header
   echo
   echo "| pair (A / B) | A µs/req | B µs/req | B/A CPU per request | B/A req/s | target | result |"
   echo "|---|---:|---:|---:|---:|---|---|"
   # row PAIR LABEL TARGET_TEXT [CPU_MAX RPS_MIN]: PASS when both bounds are met
   row() {
     local cpu rps result=-
-    cpu=$(med "$1" 5)
-    rps=$(med "$1" 6)
+    cpu=$(pair_median "$1" 5)
+    rps=$(pair_median "$1" 6)
     [ -z "${4:-}" ] || result=$(verdict "$cpu <= $4 && $rps >= $5")
-    printf '| %s | %.1f | %.1f | %.4f | %.4f | %s | %s |\n' "$2" "$(med "$1" 3)" "$(med "$1" 4)" \
+    printf '| %s | %.1f | %.1f | %.4f | %.4f | %s | %s |\n' "$2" "$(pair_median "$1" 3)" "$(pair_median "$1" 4)" \
       "$cpu" "$rps" "$3" "$result"
   }
   row cal "P / P (calibration)" "1.000 within noise"
@@ -137,7 +124,7 @@ NON2XX=$(pair_non2xx)
   echo
   chained() {
     local v
-    v=$(calc %.4f "$(med B-P 5) * $(med "$1" 5)")
+    v=$(calc %.4f "$(pair_median B-P 5) * $(pair_median "$1" 5)")
     echo "$v ($(verdict "$v <= 1.10"))"
   }
   echo "J against bare pingora, CPU per request, by chaining the pairs (B-P x P-J, medians; target <= 1.10): J1 $(chained P-J1), J10k $(chained P-J10k)."
