@@ -170,14 +170,13 @@ fn rsa_key(c: &mut Criterion) {
     let f = &FIXTURES[0];
     let token = mint(f, "read:data");
     let (message, signature) = token.rsplit_once('.').expect("three parts");
+    // The same JWK read both ways: as jsonwebtoken reads it, and as tokengate loads a key set.
     let jwk = Jwk::from_encoding_key(&encoding_key(f), f.alg).expect("jwk");
-    let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
-        panic!("RSA fixture");
-    };
-    let n = URL_SAFE_NO_PAD.decode(&rsa.n).expect("n");
-    let e = URL_SAFE_NO_PAD.decode(&rsa.e).expect("e");
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_raw_components(&n, &e);
-    let parsed = tokengate::jwks::Verifiers::rsa(&n, &e, &[Algorithm::RS256]).expect("parsed key");
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).expect("decoding key");
+    let body = json!({ "keys": [jwk] }).to_string();
+    let (set, _) =
+        tokengate::jwks::parse(body.as_bytes(), std::time::SystemTime::now()).expect("jwks");
+    let parsed = &set.keys[0].verifiers;
     let mut g = c.benchmark_group("rsa_key");
     g.bench_function("parsed_per_call", |b| {
         b.iter(|| {
