@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -48,6 +48,7 @@ check-scripts:
 	bash -n benches/sidebyside.sh
 	bash -n benches/pairs.sh
 	bash -n benches/revisions.sh
+	bash -n benches/peers.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -74,6 +75,12 @@ bench-sidebyside: deps
 ## side per scenario (benches/revisions.sh); writes target/bench/revisions-report.md.
 bench-revisions: deps
 	BASE="$(BASE)" CARGO="$(CARGO)" bash benches/revisions.sh
+
+## tokengate against HAProxy 2.6 jwt_verify, HAProxy and nginx 1.22 passthroughs and bare pingora,
+## side by side (benches/peers.sh; installs haproxy and nginx with apt-get if missing); writes
+## target/bench/peers-report.md.
+bench-peers: deps
+	CARGO="$(CARGO)" bash benches/peers.sh
 
 ## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
 ## writes target/bench/tuning-report.md.

@@ -1,9 +1,24 @@
-# Shared by benches/sidebyside.sh and benches/revisions.sh (sourced after benches/lib.sh, not
-# run): measuring two proxies at the same moment. Each side of a pair is a proxy process pinned to
-# core 0 under its own wrk on core 1, so whatever the machine does during the measurement it does
-# to both, and B/A of their CPU per request is what one costs against the other.
-# The caller sets CONNS, DURATION, WARMUP, POOL, LUA and UP_PORT, calls pairs_start once its
-# release binaries are built, and pairs_init before the first pair.
+# Shared by benches/sidebyside.sh, benches/revisions.sh and benches/peers.sh (sourced after
+# benches/lib.sh, not run): measuring two proxies at the same moment. Each side of a pair is a
+# proxy process pinned to core 0 under its own wrk on core 1, so whatever the machine does during
+# the measurement it does to both, and B/A of their CPU per request is what one costs against the
+# other.
+# The caller calls pairs_defaults, sets LUA and UP_PORT, calls pairs_start once its release
+# binaries are built, and pairs_init before the first pair.
+
+# pairs_defaults DURATION IDLE_WAIT: the knobs every side-by-side script reads from the
+# environment, with the caller's defaults for DURATION and IDLE_WAIT (ROUNDS 5, WARMUP 1, CONNS 25,
+# POOL 10000 for all), the access log off, and the cargo to build with.
+pairs_defaults() {
+  ROUNDS=${ROUNDS:-5}
+  DURATION=${DURATION:-$1}
+  WARMUP=${WARMUP:-1}
+  CONNS=${CONNS:-25}
+  POOL=${POOL:-10000}
+  IDLE_WAIT=${IDLE_WAIT:-$2}
+  ACCESS_LOG=false
+  CARGO=${CARGO:-cargo}
+}
 
 # pairs_start EXAMPLES_DIR: mints POOL tokens (T1: the first alone, TP: all of them; the issuer's
 # key set in $TMP/jwks.json) and starts the upstream on UP_PORT.
@@ -33,6 +48,22 @@ gateway() {
   "$2" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
   start_bg "$1" "${PIN_GW[@]}" "$2" run --config "$TMP/$1.toml"
   wait_http "http://127.0.0.1:$(($3 + 100))/readyz" "$1" "$LAST_PID"
+}
+
+# pairs_proxies BIN EXAMPLES_DIR: the proxies of benches/sidebyside.sh and benches/peers.sh, on
+# the caller's G1_PORT, G2_PORT, GU_PORT and BARE_PORT: gateways g1 and g2 with the token cache
+# (P and J1 / J10k), gu without it (JU), and bare pingora; their pids in G1_PID, G2_PID, GU_PID and
+# BARE_PID.
+pairs_proxies() {
+  gateway g1 "$1" "$G1_PORT" "token_cache_capacity = 100000"
+  G1_PID=$LAST_PID
+  gateway g2 "$1" "$G2_PORT" "token_cache_capacity = 100000"
+  G2_PID=$LAST_PID
+  gateway gu "$1" "$GU_PORT" "token_cache_capacity = 0"
+  GU_PID=$LAST_PID
+  start_bg bare "${PIN_GW[@]}" "$2/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+  BARE_PID=$LAST_PID
+  wait_http "http://127.0.0.1:$BARE_PORT/p" bare "$BARE_PID"
 }
 
 # wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.

@@ -34,14 +34,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 BASE=${BASE:-}
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-4}
-WARMUP=${WARMUP:-1}
-CONNS=${CONNS:-25}
-POOL=${POOL:-10000}
-IDLE_WAIT=${IDLE_WAIT:-10}
-ACCESS_LOG=false
-CARGO=${CARGO:-cargo}
+BENCH_NAME=revisions
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
+pairs_defaults 4 10
 
 UP_PORT=18191
 BASE_PORT=18192
@@ -53,12 +51,6 @@ REPORT_DIR="$ROOT/target/bench"
 REPORT="$REPORT_DIR/revisions-report.md"
 RESULTS_OUT="$REPORT_DIR/revisions-results.tsv"
 LUA="$ROOT/benches/load/bench.lua"
-
-BENCH_NAME=revisions
-# shellcheck source=benches/lib.sh
-source "$ROOT/benches/lib.sh"
-# shellcheck source=benches/pairs.sh
-source "$ROOT/benches/pairs.sh"
 
 [ -n "$BASE" ] || die "set BASE to the revision to compare against, e.g. BASE=HEAD~1"
 BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "BASE '$BASE' is not a commit"

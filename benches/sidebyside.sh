@@ -32,14 +32,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-5}
-WARMUP=${WARMUP:-1}
-CONNS=${CONNS:-25}
-POOL=${POOL:-10000}
-IDLE_WAIT=${IDLE_WAIT:-30}
-ACCESS_LOG=false
-CARGO=${CARGO:-cargo}
+BENCH_NAME=sidebyside
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
+pairs_defaults 5 30
 
 UP_PORT=18181
 G1_PORT=18182
@@ -50,12 +48,6 @@ REPORT_DIR="$ROOT/target/bench"
 REPORT="$REPORT_DIR/sidebyside-report.md"
 RESULTS_OUT="$REPORT_DIR/sidebyside-results.tsv"
 LUA="$ROOT/benches/load/bench.lua"
-
-BENCH_NAME=sidebyside
-# shellcheck source=benches/lib.sh
-source "$ROOT/benches/lib.sh"
-# shellcheck source=benches/pairs.sh
-source "$ROOT/benches/pairs.sh"
 
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
 bench_setup
@@ -71,15 +63,7 @@ BIN="$ROOT/target/release/tokengate"
 EX="$ROOT/target/release/examples"
 
 pairs_start "$EX"
-gateway g1 "$BIN" $G1_PORT "token_cache_capacity = 100000"
-G1_PID=$LAST_PID
-gateway g2 "$BIN" $G2_PORT "token_cache_capacity = 100000"
-G2_PID=$LAST_PID
-gateway gu "$BIN" $GU_PORT "token_cache_capacity = 0"
-GU_PID=$LAST_PID
-start_bg bare "${PIN_GW[@]}" "$EX/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
-BARE_PID=$LAST_PID
-wait_http "http://127.0.0.1:$BARE_PORT/p" bare "$BARE_PID"
+pairs_proxies "$BIN" "$EX"
 expect_200 "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"
 
 pairs_init

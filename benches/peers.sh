@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# tokengate against the proxies of issue #6's reference table, side by side on one machine:
+# HAProxy 2.6 with `jwt_verify` (RS256, iss, aud, exp, lifetime and scope ACLs, claims forwarded),
+# HAProxy and nginx 1.22 as plain passthroughs, and bare pingora 0.9.
+#
+#   make bench-peers                           # or: bash benches/peers.sh
+#   ROUNDS=3 DURATION=3 bash benches/peers.sh
+#
+# The method is benches/sidebyside.sh's (benches/pairs.sh): both proxies of a pair run at the same
+# moment, pinned to core 0, each under its own wrk on core 1, so the ratio of their req/s and of
+# their CPU per request is what one costs against the other, whatever the machine does meanwhile.
+# HAProxy and nginx come from Debian's packages (installed with apt-get when missing), run with
+# one thread each, as every tokengate gateway here does, and talk to the same upstream.
+#
+# Pairs (A / B), the same requests to both sides:
+#   cal     P / P                 two identical tokengate gateways: the method's own noise
+#   B-P     bare pingora / P      N-P   nginx / P      HP-P  HAProxy passthrough / P
+#   H-J1    HAProxy JWT / J1      one token repeated (tokengate: a cache hit every time)
+#   H-J10k  HAProxy JWT / J10k    10,000 tokens round-robin (tokengate: all cached)
+#   H-JU    HAProxy JWT / JU      the same tokens, tokengate's cache disabled: both verify every
+#                                 request, the like-for-like comparison of the verification itself
+# HAProxy caches no verification, so its JWT side verifies an RS256 signature on every request in
+# all three H pairs. Target (issue #6): J at more than 1.5 x HAProxy's JWT req/s.
+#
+# Before the rounds every JWT side must answer 200 to a valid token and 401 to the same token
+# with its signature altered: a peer config that did not verify could not pass for one that does.
+#
+# Environment: ROUNDS [5], DURATION seconds per pair [4], WARMUP [1], CONNS wrk connections per
+# side [25], POOL [10000], IDLE_WAIT [10; 0 = off], KEEP_TMP=1.
+# Output: a markdown report on stdout and in target/bench/peers-report.md; raw rows in
+# target/bench/peers-results.tsv.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+BENCH_NAME=peers
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
+pairs_defaults 4 10
+
+UP_PORT=18281
+G1_PORT=18282
+G2_PORT=18283
+GU_PORT=18284
+BARE_PORT=18285
+HJ_PORT=18286
+HP_PORT=18287
+NG_PORT=18288
+REPORT_DIR="$ROOT/target/bench"
+REPORT="$REPORT_DIR/peers-report.md"
+RESULTS_OUT="$REPORT_DIR/peers-results.tsv"
+LUA="$ROOT/benches/load/bench.lua"
+
+check_knobs ROUNDS DURATION WARMUP CONNS POOL
+missing=()
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+bench_setup
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/peers.sh"
+ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_PORT \
+  $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
+
+# Read now, not when the report is written: a commit made during the run must not relabel it.
+REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+HAPROXY_VERSION=$(haproxy -v | awk 'NR == 1 { print $3 }')
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*nginx/||')
+log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
+"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
+BIN="$ROOT/target/release/tokengate"
+EX="$ROOT/target/release/examples"
+
+pairs_start "$EX"
+# HAProxy verifies with the public half of the key mint_tokens signs with.
+openssl pkey -in "$ROOT/tests/fixtures/rsa_a.pem" -pubout -out "$TMP/bench-pub.pem" 2>"$TMP/openssl.log" ||
+  die "openssl could not derive the public key: $(cat "$TMP/openssl.log")"
+
+pairs_proxies "$BIN" "$EX"
+
+sed -e "s|@JWT_PORT@|$HJ_PORT|" -e "s|@PASS_PORT@|$HP_PORT|" -e "s|@PUBKEY@|$TMP/bench-pub.pem|" \
+  -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" "$ROOT/benches/load/haproxy.cfg.in" >"$TMP/haproxy.cfg"
+haproxy -c -q -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.log" 2>&1 ||
+  die "haproxy -c failed: $(cat "$TMP/haproxy-check.log")"
+start_bg haproxy "${PIN_GW[@]}" haproxy -db -f "$TMP/haproxy.cfg"
+HAP_PID=$LAST_PID
+wait_http "http://127.0.0.1:$HP_PORT/p" haproxy "$HAP_PID"
+
+mkdir -p "$TMP/nginx"
+sed -e "s|@DIR@|$TMP/nginx|g" -e "s|@PORT@|$NG_PORT|" -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" \
+  "$ROOT/benches/load/nginx.conf.in" >"$TMP/nginx.conf"
+"$NGINX" -t -q -c "$TMP/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx-check.log" 2>&1 ||
+  die "nginx -t failed: $(cat "$TMP/nginx-check.log")"
+start_bg nginx "${PIN_GW[@]}" "$NGINX" -c "$TMP/nginx.conf" -p "$TMP/nginx"
+NG_PID=$LAST_PID
+wait_http "http://127.0.0.1:$NG_PORT/p" nginx "$NG_PID"
+
+expect_200 "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j" "$G1_PORT/p" "$BARE_PORT/p" "$HP_PORT/p" "$NG_PORT/p"
+# expect_401 PORT/PATH...: each refuses T1 with the last characters of its signature replaced.
+expect_401() {
+  local url got token
+  token=$(cat "$T1")
+  token="${token%?????}AAAAA"
+  for url in "$@"; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
+    [ "$got" = 401 ] || die "sanity: 127.0.0.1:$url answered $got to a token with an altered signature"
+  done
+}
+expect_401 "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
+
+pairs_init
+# J10k measures cache hits: verify the whole pool on g2 once before the rounds.
+fill_cache $((G2_PORT + 100)) $G2_PORT "$TP" "$POOL"
+log "g2 holds all $POOL tokens"
+log "rounds: $ROUNDS x (cal B-P N-P HP-P H-J1 H-J10k H-JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
+for ((round = 1; round <= ROUNDS; round++)); do
+  pair cal "$round" "$G1_PID" $G1_PORT /p "$T1" "$G2_PID" $G2_PORT /p "$T1"
+  pair B-P "$round" "$BARE_PID" $BARE_PORT /p "$T1" "$G1_PID" $G1_PORT /p "$T1"
+  pair N-P "$round" "$NG_PID" $NG_PORT /p "$T1" "$G1_PID" $G1_PORT /p "$T1"
+  pair HP-P "$round" "$HAP_PID" $HP_PORT /p "$T1" "$G1_PID" $G1_PORT /p "$T1"
+  pair H-J1 "$round" "$HAP_PID" $HJ_PORT /j "$T1" "$G2_PID" $G2_PORT /j "$T1"
+  pair H-J10k "$round" "$HAP_PID" $HJ_PORT /j "$TP" "$G2_PID" $G2_PORT /j "$TP"
+  pair H-JU "$round" "$HAP_PID" $HJ_PORT /j "$TP" "$GU_PID" $GU_PORT /j "$TP"
+done
+
+mkdir -p "$REPORT_DIR"
+cp "$PAIR_RESULTS" "$RESULTS_OUT"
+NON2XX=$(pair_non2xx)
+{
+  echo "## tokengate against HAProxy, nginx and bare pingora, side by side"
+  echo
+  echo "- Command: \`$COMMAND\` (revision $REVISION, started $STARTED)"
+  echo "- Peers: HAProxy $HAPROXY_VERSION (\`nbthread 1\`), nginx $NGINX_VERSION (one worker), bare pingora 0.9 (\`examples/bare_pingora.rs\`), all from this machine's packages and this checkout"
+  pairs_report_header
+  echo
+  echo "| pair (A / B) | A µs/req | B µs/req | B/A CPU per request | B/A req/s | B/A req/s over rounds | target | result |"
+  echo "|---|---:|---:|---:|---:|---:|---|---|"
+  # row PAIR LABEL TARGET_TEXT [RPS_MIN]: PASS when B/A req/s is above RPS_MIN
+  row() {
+    local rps result=-
+    rps=$(pair_median "$1" 6)
+    [ -z "${4:-}" ] || result=$(verdict "$rps > $4")
+    printf '| %s | %.1f | %.1f | %.4f | %.4f | %s | %s | %s |\n' "$2" "$(pair_median "$1" 3)" "$(pair_median "$1" 4)" \
+      "$(pair_median "$1" 5)" "$rps" "$(pair_spread "$1" 6)" "$3" "$result"
+  }
+  row cal "P / P (calibration)" "1.000 within noise"
+  row B-P "bare pingora / P" "-"
+  row N-P "nginx / P" "-"
+  row HP-P "HAProxy passthrough / P" "-"
+  row H-J1 "HAProxy JWT / J1" "req/s > 1.5" 1.5
+  row H-J10k "HAProxy JWT / J10k" "req/s > 1.5" 1.5
+  row H-JU "HAProxy JWT / JU (both verify every request)" "-"
+  echo
+  echo "Non-2xx responses in the measurements: $NON2XX; socket errors and warm-up non-2xx over every wrk run: $ERRORS (target 0 and 0). Calibration spread (min-max B/A req/s of P / P): $(pair_spread cal 6)."
+} | tee "$REPORT"
+log "report: $REPORT; raw rows: $RESULTS_OUT"
