@@ -9,8 +9,10 @@
 # The method is benches/sidebyside.sh's (benches/pairs.sh): both proxies of a pair run at the same
 # moment, pinned to core 0, each under its own wrk on core 1, so the ratio of their req/s and of
 # their CPU per request is what one costs against the other, whatever the machine does meanwhile.
-# HAProxy and nginx come from Debian's packages (installed with apt-get when missing), run with
-# one thread each, as every tokengate gateway here does, and talk to the same upstream.
+# HAProxy and nginx come from Debian's packages (installed with apt-get when missing; on a host
+# booted with systemd, the packages' own services start too, on ports 80 and 443 only), run with
+# one thread each, as every tokengate gateway here does, and talk to the same upstream. Both add
+# X-Forwarded-For and X-Forwarded-Proto, as tokengate does on every route.
 #
 # Pairs (A / B), the same requests to both sides:
 #   cal     P / P                 two identical tokengate gateways: the method's own noise
@@ -22,8 +24,9 @@
 # HAProxy caches no verification, so its JWT side verifies an RS256 signature on every request in
 # all three H pairs. Target (issue #6): J at more than 1.5 x HAProxy's JWT req/s.
 #
-# Before the rounds every JWT side must answer 200 to a valid token and 401 to the same token
-# with its signature altered: a peer config that did not verify could not pass for one that does.
+# Before the rounds every JWT side must answer 200 to a valid token, and 401 both to the same
+# token with its signature altered and to a validly signed token that lives longer than the
+# route's 2 h: a peer config that skipped the signature or the claim rules would stop the run.
 #
 # Environment: ROUNDS [5], DURATION seconds per pair [4], WARMUP [1], CONNS wrk connections per
 # side [25], POOL [10000], IDLE_WAIT [10; 0 = off], KEEP_TMP=1.
@@ -42,26 +45,28 @@ source "$ROOT/benches/lib.sh"
 source "$ROOT/benches/pairs.sh"
 pairs_defaults 4 10
 
-UP_PORT=18281
-G1_PORT=18282
-G2_PORT=18283
-GU_PORT=18284
-BARE_PORT=18285
-HJ_PORT=18286
-HP_PORT=18287
-NG_PORT=18288
+UP_PORT=18481
+G1_PORT=18482
+G2_PORT=18483
+GU_PORT=18484
+BARE_PORT=18485
+HJ_PORT=18486
+HP_PORT=18487
+NG_PORT=18488
 REPORT_DIR="$ROOT/target/bench"
 REPORT="$REPORT_DIR/peers-report.md"
 RESULTS_OUT="$REPORT_DIR/peers-results.tsv"
 LUA="$ROOT/benches/load/bench.lua"
 
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
+# Debian installs both in /usr/sbin, which a non-root user's PATH may lack.
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 missing=()
-command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
-[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -x "$HAPROXY" ] || missing+=(haproxy)
+[ -x "$NGINX" ] || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 bench_setup
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/peers.sh"
 ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_PORT \
@@ -69,8 +74,12 @@ ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_
 
 # Read now, not when the report is written: a commit made during the run must not relabel it.
 REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git -C "$ROOT" status --porcelain -- src examples benches build.rs Cargo.toml Cargo.lock 2>/dev/null)" ] ||
+  REVISION+=" + uncommitted changes"
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-HAPROXY_VERSION=$(haproxy -v | awk 'NR == 1 { print $3 }')
+HAPROXY_VERSION=$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')
+# HAProxy verifies with the OpenSSL it runs on, tokengate with aws-lc: part of what differs.
+HAPROXY_SSL=$("$HAPROXY" -vv | sed -n 's/^Running on OpenSSL version : //p' | head -n 1)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*nginx/||')
 log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
@@ -86,9 +95,9 @@ pairs_proxies "$BIN" "$EX"
 
 sed -e "s|@JWT_PORT@|$HJ_PORT|" -e "s|@PASS_PORT@|$HP_PORT|" -e "s|@PUBKEY@|$TMP/bench-pub.pem|" \
   -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" "$ROOT/benches/load/haproxy.cfg.in" >"$TMP/haproxy.cfg"
-haproxy -c -q -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.log" 2>&1 ||
+"$HAPROXY" -c -q -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.log" 2>&1 ||
   die "haproxy -c failed: $(cat "$TMP/haproxy-check.log")"
-start_bg haproxy "${PIN_GW[@]}" haproxy -db -f "$TMP/haproxy.cfg"
+start_bg haproxy "${PIN_GW[@]}" "$HAPROXY" -db -f "$TMP/haproxy.cfg"
 HAP_PID=$LAST_PID
 wait_http "http://127.0.0.1:$HP_PORT/p" haproxy "$HAP_PID"
 
@@ -102,22 +111,28 @@ NG_PID=$LAST_PID
 wait_http "http://127.0.0.1:$NG_PORT/p" nginx "$NG_PID"
 
 expect_200 "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j" "$G1_PORT/p" "$BARE_PORT/p" "$HP_PORT/p" "$NG_PORT/p"
-# expect_401 PORT/PATH...: each refuses T1 with the last characters of its signature replaced.
-expect_401() {
-  local url got token
-  token=$(cat "$T1")
-  token="${token%?????}AAAAA"
-  for url in "$@"; do
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
-    [ "$got" = 401 ] || die "sanity: 127.0.0.1:$url answered $got to a token with an altered signature"
-  done
-}
-expect_401 "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
 
 pairs_init
 # J10k measures cache hits: verify the whole pool on g2 once before the rounds.
 fill_cache $((G2_PORT + 100)) $G2_PORT "$TP" "$POOL"
 log "g2 holds all $POOL tokens"
+# expect_401 TOKEN_FILE PORT/PATH...: each refuses the token in TOKEN_FILE with a 401.
+expect_401() {
+  local url got token
+  token=$(cat "$1")
+  shift
+  for url in "$@"; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
+    [ "$got" = 401 ] || die "sanity: 127.0.0.1:$url answered $got, not 401, to $(basename "$1")"
+  done
+}
+# T1 with the last characters of its signature replaced
+sed 's/.....$/AAAAA/' "$T1" >"$TMP/tampered.txt"
+# signed by the same key, but exp - iat is 2 h + 1 s: over the route's max_token_lifetime (after
+# the fill, as g2 caches its verification before the route refuses it)
+"$EX/mint_tokens" --count 1 --out "$TMP/long-lived.txt" --lifetime 7201 >/dev/null
+expect_401 "$TMP/tampered.txt" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
+expect_401 "$TMP/long-lived.txt" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
 log "rounds: $ROUNDS x (cal B-P N-P HP-P H-J1 H-J10k H-JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
 for ((round = 1; round <= ROUNDS; round++)); do
   pair cal "$round" "$G1_PID" $G1_PORT /p "$T1" "$G2_PID" $G2_PORT /p "$T1"
@@ -136,7 +151,7 @@ NON2XX=$(pair_non2xx)
   echo "## tokengate against HAProxy, nginx and bare pingora, side by side"
   echo
   echo "- Command: \`$COMMAND\` (revision $REVISION, started $STARTED)"
-  echo "- Peers: HAProxy $HAPROXY_VERSION (\`nbthread 1\`), nginx $NGINX_VERSION (one worker), bare pingora 0.9 (\`examples/bare_pingora.rs\`), all from this machine's packages and this checkout"
+  echo "- Peers: HAProxy $HAPROXY_VERSION (\`nbthread 1\`, on $HAPROXY_SSL), nginx $NGINX_VERSION (one worker), bare pingora 0.9 (\`examples/bare_pingora.rs\`), all from this machine's packages and this checkout"
   pairs_report_header
   echo
   echo "| pair (A / B) | A µs/req | B µs/req | B/A CPU per request | B/A req/s | B/A req/s over rounds | target | result |"
