@@ -74,7 +74,7 @@ ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_
 
 # Read now, not when the report is written: a commit made during the run must not relabel it.
 REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git -C "$ROOT" status --porcelain -- src examples benches build.rs Cargo.toml Cargo.lock 2>/dev/null)" ] ||
+[ -z "$(git -C "$ROOT" status --porcelain -- src examples benches ':!benches/results' build.rs Cargo.toml Cargo.lock 2>/dev/null)" ] ||
   REVISION+=" + uncommitted changes"
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 HAPROXY_VERSION=$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')
