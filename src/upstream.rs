@@ -7,15 +7,21 @@
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
-use pingora::lb::{selection::RoundRobin, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// One compiled `[[upstream]]`.
 pub struct Upstream {
     pub name: String,
-    targets: LoadBalancer<RoundRobin>,
+    /// One peer per resolved target address, built at load time with this upstream's timeouts: a
+    /// request clones one instead of building it and running a load-balancer selection (a
+    /// selector snapshot, a readiness lookup and a hash set per request, with no health checks
+    /// configured to make them worth it).
+    peers: Box<[HttpPeer]>,
+    /// The round-robin position.
+    next: AtomicUsize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -29,16 +35,37 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Resolves `targets` (host:port) once, at load time.
+    /// Resolves `targets` (host:port) once, at load time. A name that resolves to several
+    /// addresses contributes each of them; an address named twice is used once.
     pub fn new(
         name: String,
         targets: &[String],
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> std::io::Result<Self> {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for target in targets {
+            for addr in target.as_str().to_socket_addrs()? {
+                if !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
+            }
+        }
+        let peers = addrs
+            .into_iter()
+            .map(|addr| {
+                let mut peer = HttpPeer::new(addr, false, String::new());
+                peer.options.connection_timeout = Some(connect_timeout);
+                peer.options.total_connection_timeout = Some(connect_timeout);
+                peer.options.read_timeout = Some(read_timeout);
+                peer.options.write_timeout = Some(read_timeout);
+                peer
+            })
+            .collect();
         Ok(Upstream {
             name,
-            targets: LoadBalancer::try_from_iter(targets.iter().map(String::as_str))?,
+            peers,
+            next: AtomicUsize::new(0),
             connect_timeout,
             read_timeout,
         })
@@ -46,13 +73,12 @@ impl Upstream {
 
     /// The next target, round-robin, as a plain-HTTP peer with this upstream's timeouts.
     pub fn peer(&self) -> Option<Box<HttpPeer>> {
-        let backend = self.targets.select(b"", 256)?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.connect_timeout);
-        peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.write_timeout = Some(self.read_timeout);
-        Some(Box::new(peer))
+        let i = match self.peers.len() {
+            0 => return None,
+            1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        Some(Box::new(self.peers[i].clone()))
     }
 }
 
@@ -170,6 +196,50 @@ mod tests {
                 .map(|n| folded(&HeaderName::from_bytes(n.as_bytes()).unwrap()))
                 .collect(),
         }
+    }
+
+    fn targets(list: &[&str]) -> Upstream {
+        let list: Vec<String> = list.iter().map(|t| t.to_string()).collect();
+        Upstream::new(
+            "u".into(),
+            &list,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        )
+        .unwrap()
+    }
+
+    fn addr(u: &Upstream) -> String {
+        u.peer().unwrap()._address.to_string()
+    }
+
+    #[test]
+    fn targets_take_turns_and_a_repeated_one_counts_once() {
+        let u = targets(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"]);
+        let seen: Vec<String> = (0..4).map(|_| addr(&u)).collect();
+        assert_eq!(
+            seen,
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]
+        );
+    }
+
+    #[test]
+    fn each_peer_carries_the_upstream_timeouts() {
+        let p = targets(&["127.0.0.1:8080"]).peer().unwrap();
+        assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(
+            p.options.total_connection_timeout,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(p.options.read_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(p.options.write_timeout, Some(Duration::from_secs(2)));
+        assert!(!p.is_tls());
+    }
+
+    #[test]
+    fn a_target_that_does_not_resolve_is_an_error() {
+        let list = vec!["no-port".to_string()];
+        assert!(Upstream::new("u".into(), &list, Duration::ZERO, Duration::ZERO).is_err());
     }
 
     #[test]
