@@ -15,15 +15,14 @@ use std::time::Duration;
 /// One compiled `[[upstream]]`.
 pub struct Upstream {
     pub name: String,
-    /// One peer per resolved target address, built at load time with this upstream's timeouts: a
-    /// request clones one instead of building it and running a load-balancer selection (a
-    /// selector snapshot, a readiness lookup and a hash set per request, with no health checks
-    /// configured to make them worth it).
+    /// One peer per resolved target address, with this upstream's timeouts, in config order and
+    /// then resolver order. Built once because every target is always eligible: no health checks
+    /// or discovery are configured. If health checks are ever added, `peer` must consult them.
     peers: Box<[HttpPeer]>,
-    /// The round-robin position.
+    /// The round-robin position, shared by every route using this upstream and reset with each
+    /// reload. `Relaxed` is enough: only the spread matters, not an order between threads; on
+    /// overflow it wraps, and one target is picked twice in a row once every 2^64 requests.
     next: AtomicUsize,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -35,8 +34,10 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Resolves `targets` (host:port) once, at load time. A name that resolves to several
-    /// addresses contributes each of them; an address named twice is used once.
+    /// Resolves `targets` (host:port) at load time, which includes every reload: the only time
+    /// DNS is read again. A name contributes every address it resolves to; an address named twice
+    /// is used once. A list that resolves to no address at all is an error, so that a route can
+    /// never load without somewhere to forward to.
     pub fn new(
         name: String,
         targets: &[String],
@@ -50,6 +51,12 @@ impl Upstream {
                     addrs.push(addr);
                 }
             }
+        }
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "resolves to no address",
+            ));
         }
         let peers = addrs
             .into_iter()
@@ -66,8 +73,6 @@ impl Upstream {
             name,
             peers,
             next: AtomicUsize::new(0),
-            connect_timeout,
-            read_timeout,
         })
     }
 
@@ -198,7 +203,7 @@ mod tests {
         }
     }
 
-    fn targets(list: &[&str]) -> Upstream {
+    fn upstream(list: &[&str]) -> std::io::Result<Upstream> {
         let list: Vec<String> = list.iter().map(|t| t.to_string()).collect();
         Upstream::new(
             "u".into(),
@@ -206,40 +211,50 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(2),
         )
-        .unwrap()
     }
 
-    fn addr(u: &Upstream) -> String {
-        u.peer().unwrap()._address.to_string()
-    }
-
-    #[test]
-    fn targets_take_turns_and_a_repeated_one_counts_once() {
-        let u = targets(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1"]);
-        let seen: Vec<String> = (0..4).map(|_| addr(&u)).collect();
-        assert_eq!(
-            seen,
-            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]
-        );
+    fn picks(u: &Upstream, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| u.peer().unwrap()._address.to_string())
+            .collect()
     }
 
     #[test]
-    fn each_peer_carries_the_upstream_timeouts() {
-        let p = targets(&["127.0.0.1:8080"]).peer().unwrap();
-        assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(1)));
-        assert_eq!(
-            p.options.total_connection_timeout,
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(p.options.read_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(p.options.write_timeout, Some(Duration::from_secs(2)));
-        assert!(!p.is_tls());
+    fn targets_take_turns_in_config_order_and_a_repeated_one_counts_once() {
+        let u = upstream(&["127.0.0.1:1", "[::1]:2", "127.0.0.1:3", "127.0.0.1:1"]).unwrap();
+        let once = ["127.0.0.1:1", "[::1]:2", "127.0.0.1:3"];
+        assert_eq!(picks(&u, 6), [once, once].concat());
     }
 
     #[test]
-    fn a_target_that_does_not_resolve_is_an_error() {
-        let list = vec!["no-port".to_string()];
-        assert!(Upstream::new("u".into(), &list, Duration::ZERO, Duration::ZERO).is_err());
+    fn the_turn_wraps_around_the_counter() {
+        let u = upstream(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]).unwrap();
+        u.next.store(usize::MAX, Ordering::Relaxed);
+        // usize::MAX % 3 == 0, then the counter wraps to 0.
+        assert_eq!(picks(&u, 3), ["127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn every_peer_carries_the_upstream_timeouts() {
+        let u = upstream(&["127.0.0.1:8080", "127.0.0.1:8081"]).unwrap();
+        for _ in 0..2 {
+            let p = u.peer().unwrap();
+            assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(1)));
+            assert_eq!(
+                p.options.total_connection_timeout,
+                Some(Duration::from_secs(1))
+            );
+            assert_eq!(p.options.read_timeout, Some(Duration::from_secs(2)));
+            assert_eq!(p.options.write_timeout, Some(Duration::from_secs(2)));
+            assert!(!p.is_tls());
+        }
+    }
+
+    #[test]
+    fn a_malformed_target_fails_the_whole_list_and_an_empty_list_is_refused() {
+        assert!(upstream(&["no-port"]).is_err());
+        assert!(upstream(&["127.0.0.1:1", "no-port"]).is_err());
+        assert!(upstream(&[]).is_err());
     }
 
     #[test]
