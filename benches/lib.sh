@@ -189,6 +189,18 @@ make_conf() {
       { print }' >"$1"
 }
 
+# expect_status WANT URL [TOKEN]: URL answers WANT (with TOKEN as the bearer token, if given), or
+# the run stops.
+expect_status() {
+  local want=$1 url=$2 token=${3:-} got
+  if [ -n "$token" ]; then
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "$url")
+  else
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url")
+  fi
+  [ "$got" = "$want" ] || die "sanity: $url answered $got, expected $want"
+}
+
 # field NAME FILE: the value of NAME=... on the RESULT line that benches/load/bench.lua prints.
 field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 # calc FORMAT EXPR: EXPR evaluated by awk, printed with FORMAT.

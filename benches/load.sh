@@ -138,16 +138,6 @@ wait_http "http://127.0.0.1:$BARE_PORT/p" bare-pingora "$BARE_PID"
 CORE0_PIDS=("$GW_PID" "$GWU_PID" "$BARE_PID")
 RSS_IDLE_KIB=$(vmrss_kib "$GW_PID")
 
-# expect_status WANT URL [TOKEN]
-expect_status() {
-  local want=$1 url=$2 token=${3:-} got
-  if [ -n "$token" ]; then
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "$url")
-  else
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url")
-  fi
-  [ "$got" = "$want" ] || die "sanity: $url answered $got, expected $want"
-}
 TOKEN1=$(cat "$TMP/tokens-1.txt")
 expect_status 200 "http://127.0.0.1:$GW_PORT/p"
 expect_status 200 "http://127.0.0.1:$GW_PORT/p" "$TOKEN1"

@@ -33,12 +33,18 @@ pairs_start() {
 
 # expect_200 PORT/PATH...: each answers 200 to a request with T1's token, or the run stops.
 expect_200() {
-  local url got token
+  local url token
   token=$(cat "$T1")
-  for url in "$@"; do
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
-    [ "$got" = 200 ] || die "sanity: 127.0.0.1:$url answered $got with a valid token"
-  done
+  for url in "$@"; do expect_status 200 "http://127.0.0.1:$url" "$token"; done
+}
+
+# tree_revision PATH...: HEAD's short hash, with " + uncommitted changes" when the working tree
+# differs from it under any PATH (git pathspecs; untracked files count).
+tree_revision() {
+  local rev
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -z "$(git -C "$ROOT" status --porcelain -- "$@" 2>/dev/null)" ] || rev+=" + uncommitted changes"
+  echo "$rev"
 }
 
 # gateway NAME BIN PORT SERVER_LINES: checks and starts one gateway binary on PORT (admin on

@@ -10,7 +10,8 @@
 # moment, pinned to core 0, each under its own wrk on core 1, so the ratio of their req/s and of
 # their CPU per request is what one costs against the other, whatever the machine does meanwhile.
 # HAProxy and nginx come from Debian's packages (installed with apt-get when missing; on a host
-# booted with systemd, the packages' own services start too, on ports 80 and 443 only), run with
+# booted with systemd the packages' own services start too: Debian's nginx site on port 80,
+# HAProxy's default config listening nowhere), run with
 # one thread each, as every tokengate gateway here does, and talk to the same upstream. Both add
 # X-Forwarded-For and X-Forwarded-Proto, as tokengate does on every route.
 #
@@ -73,9 +74,7 @@ ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_
   $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
 
 # Read now, not when the report is written: a commit made during the run must not relabel it.
-REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git -C "$ROOT" status --porcelain -- src examples benches ':!benches/results' build.rs Cargo.toml Cargo.lock 2>/dev/null)" ] ||
-  REVISION+=" + uncommitted changes"
+REVISION=$(tree_revision src examples benches ':!benches/results' build.rs Cargo.toml Cargo.lock)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 HAPROXY_VERSION=$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')
 # HAProxy verifies with the OpenSSL it runs on, tokengate with aws-lc: part of what differs.
@@ -116,23 +115,14 @@ pairs_init
 # J10k measures cache hits: verify the whole pool on g2 once before the rounds.
 fill_cache $((G2_PORT + 100)) $G2_PORT "$TP" "$POOL"
 log "g2 holds all $POOL tokens"
-# expect_401 TOKEN_FILE PORT/PATH...: each refuses the token in TOKEN_FILE with a 401.
-expect_401() {
-  local url got token
-  token=$(cat "$1")
-  shift
-  for url in "$@"; do
-    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$url")
-    [ "$got" = 401 ] || die "sanity: 127.0.0.1:$url answered $got, not 401, to $(basename "$1")"
-  done
-}
-# T1 with the last characters of its signature replaced
-sed 's/.....$/AAAAA/' "$T1" >"$TMP/tampered.txt"
-# signed by the same key, but exp - iat is 2 h + 1 s: over the route's max_token_lifetime (after
-# the fill, as g2 caches its verification before the route refuses it)
+# Every JWT side refuses T1 with its signature altered, and a token signed by the same key whose
+# exp - iat is 2 h + 1 s, over the route's max_token_lifetime (minted after the fill: g2 caches
+# its verification before the route refuses it).
 "$EX/mint_tokens" --count 1 --out "$TMP/long-lived.txt" --lifetime 7201 >/dev/null
-expect_401 "$TMP/tampered.txt" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
-expect_401 "$TMP/long-lived.txt" "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"
+T1_TEXT=$(cat "$T1")
+for token in "${T1_TEXT%?????}AAAAA" "$(cat "$TMP/long-lived.txt")"; do
+  for url in "$G2_PORT/j" "$GU_PORT/j" "$HJ_PORT/j"; do expect_status 401 "http://127.0.0.1:$url" "$token"; done
+done
 log "rounds: $ROUNDS x (cal B-P N-P HP-P H-J1 H-J10k H-JU), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS per side"
 for ((round = 1; round <= ROUNDS; round++)); do
   pair cal "$round" "$G1_PID" $G1_PORT /p "$T1" "$G2_PID" $G2_PORT /p "$T1"

@@ -57,9 +57,7 @@ BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "B
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
 bench_setup
 # What goes into the gateway binary; untracked files count (a new module is one).
-HEAD_DESC="$(git -C "$ROOT" rev-parse --short HEAD)"
-[ -z "$(git -C "$ROOT" status --porcelain -- src examples build.rs Cargo.toml Cargo.lock)" ] ||
-  HEAD_DESC+=" + uncommitted changes"
+HEAD_DESC=$(tree_revision src examples build.rs Cargo.toml Cargo.lock)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMAND="BASE=$BASE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
 for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
