@@ -133,10 +133,8 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         ctx.route
             .as_ref()
-            .and_then(|r| r.upstream.peer())
-            .ok_or_else(|| {
-                Error::explain(ErrorType::ConnectNoRoute, "route has no upstream target")
-            })
+            .map(|r| r.upstream.peer())
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "forwarding without a route"))
     }
 
     async fn upstream_request_filter(

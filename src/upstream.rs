@@ -76,14 +76,15 @@ impl Upstream {
         })
     }
 
-    /// The next target, round-robin, as a plain-HTTP peer with this upstream's timeouts.
-    pub fn peer(&self) -> Option<Box<HttpPeer>> {
+    /// The next target, round-robin, as a plain-HTTP peer with this upstream's timeouts. `new`
+    /// refuses a list without addresses, so there is always one; a single target skips the
+    /// shared counter.
+    pub fn peer(&self) -> Box<HttpPeer> {
         let i = match self.peers.len() {
-            0 => return None,
             1 => 0,
             n => self.next.fetch_add(1, Ordering::Relaxed) % n,
         };
-        Some(Box::new(self.peers[i].clone()))
+        Box::new(self.peers[i].clone())
     }
 }
 
@@ -214,9 +215,7 @@ mod tests {
     }
 
     fn picks(u: &Upstream, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| u.peer().unwrap()._address.to_string())
-            .collect()
+        (0..n).map(|_| u.peer()._address.to_string()).collect()
     }
 
     #[test]
@@ -238,7 +237,7 @@ mod tests {
     fn every_peer_carries_the_upstream_timeouts() {
         let u = upstream(&["127.0.0.1:8080", "127.0.0.1:8081"]).unwrap();
         for _ in 0..2 {
-            let p = u.peer().unwrap();
+            let p = u.peer();
             assert_eq!(p.options.connection_timeout, Some(Duration::from_secs(1)));
             assert_eq!(
                 p.options.total_connection_timeout,
