@@ -87,6 +87,21 @@ bench_setup() {
   trap 'exit 143' TERM
 }
 
+# build_release: the release binaries the load scripts run. tokengate and the bench tools with
+# the shipped release profile (Cargo.toml: fat LTO, one codegen unit); bare pingora twice: with
+# cargo's default release settings (profile release-default), the reference issue #6 states
+# ("bare pingora 0.9, default settings"), and with tokengate's profile, so that a report can also
+# show the two built alike. Sets BIN, EX, BARE_BIN (default settings) and BARE_LTO_BIN.
+build_release() {
+  log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora (also with cargo's default release settings)"
+  "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
+  "$CARGO" build --profile release-default --example bare_pingora
+  BIN="$ROOT/target/release/tokengate"
+  EX="$ROOT/target/release/examples"
+  BARE_BIN="$ROOT/target/release-default/examples/bare_pingora"
+  BARE_LTO_BIN="$EX/bare_pingora"
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM

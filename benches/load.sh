@@ -14,7 +14,7 @@
 # Setup, all on 127.0.0.1: an upstream (examples/bench_upstream, hyper, one thread), the gateway
 # (`threads = 1`, default token cache), a second gateway with `token_cache_capacity = 0` for the
 # uncached scenario, and a bare pingora 0.9 passthrough (examples/bare_pingora: pingora's
-# defaults, system allocator) as the reference. The three proxies are pinned to core 0, wrk and
+# defaults, system allocator, built with cargo's default release settings) as the reference. The three proxies are pinned to core 0, wrk and
 # the upstream to core 1.
 #
 # Scenarios, each measured with `wrk -t1 -c$CONNS -d${DURATION}s --latency`:
@@ -94,12 +94,9 @@ ports_free $GW_PORT $GW_ADMIN $UP_PORT $GWU_PORT $GWU_ADMIN $BARE_PORT
 # ---------------------------------------------------------------------------------------------
 # Build, keys, tokens, configs.
 
-log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
-"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
-BIN="$ROOT/target/release/tokengate"
-BARE_BIN="$ROOT/target/release/examples/bare_pingora"
-UPSTREAM_BIN="$ROOT/target/release/examples/bench_upstream"
-MINT_BIN="$ROOT/target/release/examples/mint_tokens"
+build_release
+UPSTREAM_BIN="$EX/bench_upstream"
+MINT_BIN="$EX/mint_tokens"
 
 log "minting $FILL_COUNT RS256 tokens"
 mint_start=$SECONDS
@@ -391,7 +388,7 @@ target() { # label measured target condition [nocaveat]
   echo "- Machine: $NPROC CPUs, $CPU_MODEL; kernel $KERNEL"
   echo "- Command: \`$COMMAND\` (from \`$ROOT\`)"
   echo "- Each measurement: \`wrk -t1 -c$CONNS -d${DURATION}s --latency -s benches/load/bench.lua\` after a ${WARMUP}s warm-up; $ROUNDS rounds of P J1 P J10k P JU P B P0; figures are medians over the measurements of each scenario (P is measured 4 times per round)"
-  echo "- B: examples/bare_pingora, a pingora 0.9 passthrough with pingora's default settings and the system allocator, on the same core, upstream and requests as P"
+  echo "- B: examples/bare_pingora, a pingora 0.9 passthrough with pingora's default settings and the system allocator, built with cargo's default release settings (tokengate: fat LTO), on the same core, upstream and requests as P"
   echo "- Pinning: $PINNING. Gateway \`threads = 1\`, access log \`$ACCESS_LOG\` (ACCESS_LOG=true includes it; it costs P and J alike, so leaving it out gives the stricter ratios), upstream: examples/bench_upstream (hyper, 1 thread, 200 with a 3-byte body)"
   echo "- Tokens: RS256 (2048-bit fixture key), minted by examples/mint_tokens; route /j checks \`scopes_all\`, \`max_token_lifetime\` and forwards two claims"
   echo "- JU: $JU_HOW"

@@ -56,9 +56,9 @@ gateway() {
   wait_http "http://127.0.0.1:$(($3 + 100))/readyz" "$1" "$LAST_PID"
 }
 
-# pairs_proxies BIN EXAMPLES_DIR: the proxies of benches/sidebyside.sh and benches/peers.sh, on
-# the caller's G1_PORT, G2_PORT, GU_PORT and BARE_PORT: gateways g1 and g2 with the token cache
-# (P and J1 / J10k), gu without it (JU), and bare pingora; their pids in G1_PID, G2_PID, GU_PID and
+# pairs_proxies BIN BARE_BIN: the proxies of benches/sidebyside.sh and benches/peers.sh, on the
+# caller's G1_PORT, G2_PORT, GU_PORT and BARE_PORT: gateways g1 and g2 with the token cache (P and
+# J1 / J10k), gu without it (JU), and bare pingora; their pids in G1_PID, G2_PID, GU_PID and
 # BARE_PID.
 pairs_proxies() {
   gateway g1 "$1" "$G1_PORT" "token_cache_capacity = 100000"
@@ -67,9 +67,15 @@ pairs_proxies() {
   G2_PID=$LAST_PID
   gateway gu "$1" "$GU_PORT" "token_cache_capacity = 0"
   GU_PID=$LAST_PID
-  start_bg bare "${PIN_GW[@]}" "$2/bare_pingora" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+  bare bare "$2" "$BARE_PORT"
   BARE_PID=$LAST_PID
-  wait_http "http://127.0.0.1:$BARE_PORT/p" bare "$BARE_PID"
+}
+
+# bare NAME BIN PORT: starts a bare pingora binary on PORT in front of the upstream; its pid lands
+# in LAST_PID.
+bare() {
+  start_bg "$1" "${PIN_GW[@]}" "$2" "127.0.0.1:$3" "127.0.0.1:$UP_PORT"
+  wait_http "http://127.0.0.1:$3/p" "$1" "$LAST_PID"
 }
 
 # wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.

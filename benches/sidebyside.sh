@@ -17,7 +17,7 @@
 #
 # Pairs (A / B), each a separate process on the same upstream and requests:
 #   cal   P / P: two identical gateways. Its ratio is the method's own bias and noise floor.
-#   B-P   bare pingora / P
+#   B-P   bare pingora (built with cargo's default release settings) / P
 #   P-J1  P / J1        P-J10k  P / J10k        P-JU  P / JU (on a gateway with the cache off)
 # The scenarios are load.sh's (see there). Each round measures every pair once; which side's wrk
 # starts first alternates between rounds.
@@ -57,13 +57,10 @@ ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((
 # Read now, not when the report is written: a commit made during the run must not relabel it.
 REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora"
-"$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
-BIN="$ROOT/target/release/tokengate"
-EX="$ROOT/target/release/examples"
+build_release
 
 pairs_start "$EX"
-pairs_proxies "$BIN" "$EX"
+pairs_proxies "$BIN" "$BARE_BIN"
 expect_200 "$G1_PORT/j" "$G2_PORT/j" "$GU_PORT/j" "$G1_PORT/p" "$BARE_PORT/p"
 
 pairs_init
@@ -101,7 +98,7 @@ NON2XX=$(pair_non2xx)
       "$cpu" "$rps" "$3" "$result"
   }
   row cal "P / P (calibration)" "1.000 within noise"
-  row B-P "B (bare pingora) / P" "(reference for the chained ratios below)"
+  row B-P "B (bare pingora, cargo's default release build) / P" "(reference for the chained ratios below)"
   row P-J1 "P / J1" "CPU <= 1.10, req/s >= 0.95" 1.10 0.95
   row P-J10k "P / J10k" "CPU <= 1.10, req/s >= 0.95" 1.10 0.95
   row P-JU "P / JU" "req/s >= 0.60" 99 0.60 # no bound on CPU
