@@ -87,14 +87,16 @@ bench_setup() {
   trap 'exit 143' TERM
 }
 
-# build_release: the release binaries the load scripts run. tokengate and the bench tools with
-# the shipped release profile (Cargo.toml: fat LTO, one codegen unit); bare pingora twice: with
-# cargo's default release settings (profile release-default), the reference issue #6 states
-# ("bare pingora 0.9, default settings"), and with tokengate's profile, so that a report can also
-# show the two built alike. Sets BIN, EX, BARE_BIN (default settings) and BARE_LTO_BIN.
+# build_release [bare-lto]: the release binaries the load scripts run. tokengate and the bench
+# tools with the shipped release profile (Cargo.toml: fat LTO, one codegen unit), and bare pingora
+# with cargo's default release settings (profile release-default), the reference issue #6 states
+# ("bare pingora 0.9, default settings"). With bare-lto, bare pingora also with tokengate's profile
+# (BARE_LTO_BIN), so that a report can show the two built alike. Sets BIN, EX and BARE_BIN.
 build_release() {
-  log "building (release): tokengate, bench_upstream, mint_tokens, bare_pingora (also with cargo's default release settings)"
-  "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens --example bare_pingora
+  local tools=(--bin tokengate --example bench_upstream --example mint_tokens)
+  [ "${1:-}" != bare-lto ] || tools+=(--example bare_pingora)
+  log "building (release): ${tools[*]}; bare_pingora with cargo's default release settings"
+  "$CARGO" build --release "${tools[@]}"
   "$CARGO" build --profile release-default --example bare_pingora
   BIN="$ROOT/target/release/tokengate"
   EX="$ROOT/target/release/examples"

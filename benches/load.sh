@@ -14,8 +14,8 @@
 # Setup, all on 127.0.0.1: an upstream (examples/bench_upstream, hyper, one thread), the gateway
 # (`threads = 1`, default token cache), a second gateway with `token_cache_capacity = 0` for the
 # uncached scenario, and a bare pingora 0.9 passthrough (examples/bare_pingora: pingora's
-# defaults, system allocator, built with cargo's default release settings) as the reference. The three proxies are pinned to core 0, wrk and
-# the upstream to core 1.
+# defaults, system allocator, built with cargo's default release settings) as the reference.
+# The three proxies are pinned to core 0, wrk and the upstream to core 1.
 #
 # Scenarios, each measured with `wrk -t1 -c$CONNS -d${DURATION}s --latency`:
 #   P     GET /p with J1's token, route auth = "none" forwarding Authorization: the same request

@@ -87,7 +87,7 @@ HAPROXY_VERSION=$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')
 # HAProxy verifies with the OpenSSL it runs on, tokengate with aws-lc: part of what differs.
 HAPROXY_SSL=$("$HAPROXY" -vv | sed -n 's/^Running on OpenSSL version : //p' | head -n 1)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*nginx/||')
-build_release
+build_release bare-lto
 
 pairs_start "$EX"
 # HAProxy verifies with the public half of the key mint_tokens signs with.

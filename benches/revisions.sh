@@ -16,15 +16,22 @@
 #
 # BASE is exported with `git archive` into the work directory (no worktree or other repository
 # state to clean up) and built into this checkout's target directory, so after the first build
-# only the tokengate crate is compiled for each side.
+# only the tokengate crate is compiled for each side (with the release profile's fat LTO, each
+# side still pays a whole-program link of a few minutes).
+#
+# Both sides are built with the working tree's `[profile.*]` sections, so that a pair measures the
+# code and not the build: a BASE from before 50413b8 (fat LTO) would otherwise be compiled with
+# cargo's defaults and look about 10% slower. BASE_PROFILE=own builds BASE with its own profiles
+# instead, which is how a change to the profiles themselves is measured.
 #
 # Pairs (A / B = BASE / working tree, the same requests to both):
 #   cal   working tree / working tree, on P
 #   P     GET /p (auth = "none", token carried)      J1   GET /j, one cached token
 #   J10k  GET /j, 10,000 cached tokens round-robin   JU   GET /j, the same tokens, cache disabled
 #
-# Environment: BASE (required: a commit, tag or branch), ROUNDS [5], DURATION seconds [4],
-# WARMUP [1], CONNS per side [25], POOL [10000], IDLE_WAIT [10; 0 = off], KEEP_TMP=1.
+# Environment: BASE (required: a commit, tag or branch), BASE_PROFILE [tree; own], ROUNDS [5],
+# DURATION seconds [4], WARMUP [1], CONNS per side [25], POOL [10000], IDLE_WAIT [10; 0 = off],
+# KEEP_TMP=1.
 # Output: a markdown report on stdout and in target/bench/revisions-report.md; raw rows in
 # target/bench/revisions-results.tsv.
 
@@ -34,6 +41,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 BASE=${BASE:-}
+BASE_PROFILE=${BASE_PROFILE:-tree}
 BENCH_NAME=revisions
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
@@ -55,11 +63,12 @@ LUA="$ROOT/benches/load/bench.lua"
 [ -n "$BASE" ] || die "set BASE to the revision to compare against, e.g. BASE=HEAD~1"
 BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "BASE '$BASE' is not a commit"
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
+case $BASE_PROFILE in tree | own) ;; *) die "BASE_PROFILE must be tree or own, not '$BASE_PROFILE'" ;; esac
 bench_setup
 # What goes into the gateway binary; untracked files count (a new module is one).
 HEAD_DESC=$(tree_revision src examples build.rs Cargo.toml Cargo.lock)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-COMMAND="BASE=$BASE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
+COMMAND="BASE=$BASE BASE_PROFILE=$BASE_PROFILE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
 for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
 ports_free $UP_PORT
 
@@ -67,6 +76,15 @@ ports_free $UP_PORT
 log "building BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV") (release) from git archive"
 mkdir "$TMP/base"
 git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$TMP/base" || die "git archive of $BASE_REV failed"
+if [ "$BASE_PROFILE" = tree ]; then
+  # BASE's manifest without its [profile.*] tables, then the working tree's: a table runs from its
+  # header to the next one.
+  {
+    awk 'BEGIN { keep = 1 } /^\[/ { keep = ($0 !~ /^\[profile\./) } keep' "$TMP/base/Cargo.toml"
+    awk '/^\[/ { keep = ($0 ~ /^\[profile\./) } keep' "$ROOT/Cargo.toml"
+  } >"$TMP/base-manifest.toml"
+  mv "$TMP/base-manifest.toml" "$TMP/base/Cargo.toml"
+fi
 "$CARGO" build --release --bin tokengate --manifest-path "$TMP/base/Cargo.toml" --target-dir "$ROOT/target" ||
   die "BASE does not build"
 cp "$ROOT/target/release/tokengate" "$TMP/tokengate-base"
@@ -111,6 +129,11 @@ CAL_RPS=$(pair_spread cal 6)
   echo
   echo "- Command: \`$COMMAND\` (started $STARTED)"
   echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV"); B = working tree $HEAD_DESC"
+  if [ "$BASE_PROFILE" = tree ]; then
+    echo "- Both built with the working tree's [profile.*] tables (BASE_PROFILE=tree)"
+  else
+    echo "- Each built with its own [profile.*] tables (BASE_PROFILE=own)"
+  fi
   pairs_report_header
   echo
   echo "| scenario | A µs/req | B µs/req | B/A CPU per request (rounds) | B/A req/s (rounds) | B/A CPU ÷ P's |"
