@@ -188,6 +188,22 @@ pair_spread() {
 }
 # pair_non2xx: non-2xx responses over every measurement in the table.
 pair_non2xx() { awk -F'\t' 'NR > 1 { t += $7 + $8 } END { print t + 0 }' "$PAIR_RESULTS"; }
+# pair_table_header, then pair_row PAIR LABEL TARGET_TEXT [CONDITION] per pair: the report table
+# of benches/sidebyside.sh and benches/peers.sh. A row gives a pair's medians over its rounds (the
+# rounds' range in brackets) and, with CONDITION (an awk expression over cpu, the median B/A CPU
+# per request, and rps, the median B/A req/s), PASS or MISS.
+pair_table_header() {
+  echo "| pair (A / B) | A µs/req | B µs/req | B/A CPU per request (rounds) | B/A req/s (rounds) | target | result |"
+  echo "|---|---:|---:|---:|---:|---|---|"
+}
+pair_row() {
+  local cpu rps result=-
+  cpu=$(pair_median "$1" 5)
+  rps=$(pair_median "$1" 6)
+  [ -z "${4:-}" ] || result=$(awk -v cpu="$cpu" -v rps="$rps" "BEGIN { print (($4) ? \"PASS\" : \"MISS\") }")
+  printf '| %s | %.1f | %.1f | %.4f (%s) | %.4f (%s) | %s | %s |\n' "$2" "$(pair_median "$1" 3)" \
+    "$(pair_median "$1" 4)" "$cpu" "$(pair_spread "$1" 5)" "$rps" "$(pair_spread "$1" 6)" "$3" "$result"
+}
 # pairs_report_header: the machine and method lines every side-by-side report starts with.
 pairs_report_header() {
   echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
