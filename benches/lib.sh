@@ -101,7 +101,8 @@ build_release() {
   BIN="$ROOT/target/release/tokengate"
   EX="$ROOT/target/release/examples"
   BARE_BIN="$ROOT/target/release-default/examples/bare_pingora"
-  BARE_LTO_BIN="$EX/bare_pingora"
+  # Only when built now: target/release may hold a bare pingora from an older build.
+  [ "${1:-}" != bare-lto ] || BARE_LTO_BIN="$EX/bare_pingora"
 }
 
 cleanup() {
@@ -217,6 +218,20 @@ expect_status() {
   fi
   [ "$got" = "$want" ] || die "sanity: $url answered $got, expected $want"
 }
+
+# tree_revision PATH...: HEAD's short hash, with " + uncommitted changes" when the working tree
+# differs from it under any PATH (git pathspecs; untracked files count).
+tree_revision() {
+  local rev
+  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -z "$(git -C "$ROOT" status --porcelain -- "$@" 2>/dev/null)" ] || rev+=" + uncommitted changes"
+  echo "$rev"
+}
+
+# bench_revision: tree_revision of what a benchmark run depends on: the gateway's code and build,
+# and the scripts and configs under benches/ (not the saved reports). Read it when the run starts:
+# a commit made during the run must not relabel it.
+bench_revision() { tree_revision src examples benches ':!benches/results' build.rs Cargo.toml Cargo.lock; }
 
 # field NAME FILE: the value of NAME=... on the RESULT line that benches/load/bench.lua prints.
 field() { grep '^RESULT ' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }

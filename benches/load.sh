@@ -72,6 +72,7 @@ check_knobs ROUNDS DURATION WARMUP CONNS POOL FILL_COUNT FILL_TIMEOUT
 bench_setup
 
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FILL_COUNT=$FILL_COUNT ACCESS_LOG=$ACCESS_LOG IDLE_WAIT=$IDLE_WAIT bash benches/load.sh"
+REV=$(bench_revision)
 
 # CHILD_MS = user + system CPU of this shell's waited-for children, in ms (second line of bash
 # `times`). Call it directly, never in $(...): a subshell has no children times of its own.
@@ -360,7 +361,6 @@ P99_DELTA_MS=$(calc "%.3f" "($P99_J10k - $P99_P) / 1000")
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 KERNEL=$(uname -srm)
 if grep -qw hypervisor /proc/cpuinfo; then CPU_MODEL="$CPU_MODEL (virtual machine: hypervisor flag set)"; fi
-REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 JU_HOW="second gateway instance with \`token_cache_capacity = 0\` (cache disabled), same $POOL-token pool as J10k"
 
 row() { # scenario description

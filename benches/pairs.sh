@@ -38,15 +38,6 @@ expect_200() {
   for url in "$@"; do expect_status 200 "http://127.0.0.1:$url" "$token"; done
 }
 
-# tree_revision PATH...: HEAD's short hash, with " + uncommitted changes" when the working tree
-# differs from it under any PATH (git pathspecs; untracked files count).
-tree_revision() {
-  local rev
-  rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  [ -z "$(git -C "$ROOT" status --porcelain -- "$@" 2>/dev/null)" ] || rev+=" + uncommitted changes"
-  echo "$rev"
-}
-
 # gateway NAME BIN PORT SERVER_LINES: checks and starts one gateway binary on PORT (admin on
 # PORT + 100) with the benchmark config; its pid lands in LAST_PID.
 gateway() {

@@ -80,8 +80,7 @@ COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POO
 ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $HJ_PORT $HP_PORT $NG_PORT $BL_PORT \
   $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
 
-# Read now, not when the report is written: a commit made during the run must not relabel it.
-REVISION=$(tree_revision src examples benches ':!benches/results' build.rs Cargo.toml Cargo.lock)
+REVISION=$(bench_revision)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 HAPROXY_VERSION=$("$HAPROXY" -v | awk 'NR == 1 { print $3 }')
 # HAProxy verifies with the OpenSSL it runs on, tokengate with aws-lc: part of what differs.

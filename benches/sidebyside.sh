@@ -54,8 +54,7 @@ bench_setup
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/sidebyside.sh"
 ports_free $UP_PORT $G1_PORT $G2_PORT $GU_PORT $BARE_PORT $((G1_PORT + 100)) $((G2_PORT + 100)) $((GU_PORT + 100))
 
-# Read now, not when the report is written: a commit made during the run must not relabel it.
-REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+REVISION=$(bench_revision)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 build_release
 
