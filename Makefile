@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers bench-instructions check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -49,6 +49,7 @@ check-scripts:
 	bash -n benches/pairs.sh
 	bash -n benches/revisions.sh
 	bash -n benches/peers.sh
+	bash -n benches/instructions.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -81,6 +82,12 @@ bench-revisions: deps
 ## target/bench/peers-report.md.
 bench-peers: deps
 	CARGO="$(CARGO)" bash benches/peers.sh
+
+## Instructions per request, counted by valgrind's callgrind instead of timed (benches/instructions.sh;
+## installs valgrind with apt-get if missing): repeatable to a fraction of a percent, for locating a
+## cost and confirming a change; writes target/bench/instructions-report.md.
+bench-instructions: deps
+	CARGO="$(CARGO)" bash benches/instructions.sh
 
 ## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
 ## writes target/bench/tuning-report.md.

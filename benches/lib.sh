@@ -146,13 +146,14 @@ start_bg() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_http URL WHAT PID : until URL answers 2xx, at most 10 s, and only while PID lives.
+# wait_http URL WHAT PID : until URL answers 2xx, at most STARTUP_WAIT seconds (default 10), and
+# only while PID lives.
 wait_http() {
-  local url=$1 what=$2 pid=$3
-  local deadline=$((SECONDS + 10))
+  local url=$1 what=$2 pid=$3 limit=${STARTUP_WAIT:-10}
+  local deadline=$((SECONDS + limit))
   until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || die "$what exited while starting (log: $TMP/$what.log)"
-    ((SECONDS < deadline)) || die "$what did not answer $url within 10 s"
+    ((SECONDS < deadline)) || die "$what did not answer $url within $limit s"
     sleep 0.1
   done
 }

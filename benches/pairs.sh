@@ -159,12 +159,14 @@ pair() {
 }
 
 # fill_cache ADMIN_PORT PORT TOKENS COUNT: sends the tokens until the gateway on PORT caches COUNT
-# of them (at most 60 s), so that a J10k measurement is all cache hits from its first round.
+# of them (at most FILL_WAIT seconds, default 60), so that a J10k measurement is all cache hits
+# from its first round.
 fill_cache() {
-  local deadline=$((SECONDS + 60))
+  local limit=${FILL_WAIT:-60}
+  local deadline=$((SECONDS + limit))
   until [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" |
     awk '$1 == "tokengate_token_cache_entries" { print $2 }')" = "$4" ]; do
-    ((SECONDS < deadline)) || die "127.0.0.1:$2 did not cache all $4 tokens within 60 s"
+    ((SECONDS < deadline)) || die "127.0.0.1:$2 did not cache all $4 tokens within $limit s"
     wrk_bg "$TMP/fill.out" 2 "$2" /j "$3"
     wait_wrks
   done

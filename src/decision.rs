@@ -233,25 +233,31 @@ fn authorize(
         .iter()
         .map(HeaderValue::as_bytes);
     let token =
-        token::extract_bearer(values, rt.settings.max_token_bytes).map_err(|e| match e {
-            ExtractError::Missing => Rejection::MissingToken,
-            ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
-            ExtractError::TooLarge => Rejection::TokenTooLarge,
-        })?;
+        token::bearer_bytes(values, rt.settings.max_token_bytes).map_err(extract_rejection)?;
     let verified = verified(rt, token, issuers, now)?;
     policy::evaluate(policy, &verified, now)?;
     Ok((identity_headers(route, &verified), Some(verified)))
 }
 
-/// The token verified: from the cache when a usable result is there (time rules re-checked
-/// against `now`), else verified now and cached.
+fn extract_rejection(e: ExtractError) -> Rejection {
+    match e {
+        ExtractError::Missing => Rejection::MissingToken,
+        ExtractError::Malformed(d) => Rejection::BadAuthorization(d),
+        ExtractError::TooLarge => Rejection::TokenTooLarge,
+    }
+}
+
+/// The token (its bytes, syntax not yet checked) verified: from the cache when a usable result
+/// is there (time rules re-checked against `now`), else checked and verified now, and cached.
 fn verified(
     rt: &Runtime,
-    token: &str,
+    token: &[u8],
     issuers: &[Arc<Issuer>],
     now: i64,
 ) -> Result<Arc<Verified>, Rejection> {
-    // `None` when the cache is disabled: then nothing is looked up, hashed or stored.
+    // `None` when the cache is disabled: then nothing is looked up, hashed or stored. A hit
+    // skips the b64token scan: only tokens that passed it are cached, and the key is the
+    // SHA-256 of the bytes, so a hit means these very bytes passed it before.
     let key = rt.tokens.key_of(token);
     let hit = key.as_ref().and_then(|k| rt.tokens.get(k));
     if let (Some(key), Some(hit)) = (&key, hit) {
@@ -266,6 +272,7 @@ fn verified(
             rt.tokens.remove(key);
         }
     }
+    let token = token::check_syntax(token).map_err(extract_rejection)?;
     let (mut v, by) = verify::verify_with_key(token, issuers, now)?;
     v.claims
         .retain(|name| rt.retained_claims.iter().any(|r| r == name));
@@ -279,7 +286,7 @@ fn verified(
 
 /// The `forward_claims` headers for a verified token, from the values rendered when it was
 /// verified.
-fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
+pub fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
     route
         .forward_claims
         .iter()
@@ -293,18 +300,36 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
 /// A claim's header value. A claim that is absent, or whose value cannot be a header value (CR,
 /// LF, NUL...), gives `None` and is not sent: the upstream must treat a missing header as "no
 /// claim", and an injected line break must never reach it.
+/// Nor is a value the upstream would read as something else: an array with an element holding a
+/// comma (`["eng,admin"]` would read as the two groups of `["eng","admin"]` once joined), or a
+/// value or element with leading or trailing whitespace, which HTTP parsers trim (RFC 9110 §5.5,
+/// §5.6.1), so that `" admin"` would arrive as `admin`.
 fn render(claim: &ClaimPath, claims: &Claims) -> Option<HeaderValue> {
     let text = match claim.lookup_in(claims)? {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Array(items) => {
+            let items: Vec<String> = items
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect();
+            // A list's elements are trimmed too, around each comma (RFC 9110 §5.6.1).
+            if items.iter().any(|i| i.contains(',') || padded(i)) {
+                return None;
+            }
+            items.join(",")
+        }
         Value::Null => return None,
         other => other.to_string(),
     };
+    if padded(&text) {
+        return None;
+    }
     HeaderValue::from_str(&text).ok()
+}
+
+/// Whether `text` starts or ends with whitespace an HTTP parser would trim.
+fn padded(text: &str) -> bool {
+    text.trim_matches([' ', '\t']).len() != text.len()
 }
 
 #[cfg(test)]

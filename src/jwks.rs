@@ -58,8 +58,10 @@ pub struct Key {
     pub alg: Option<Algorithm>,
     /// The public key, parsed for each algorithm it may verify.
     pub verifiers: Verifiers,
-    /// SHA-256 of the key type and public material: identifies the key itself, so that a cached
-    /// verification dies with its key even if the provider reuses the `kid` for a new one.
+    /// SHA-256 of the key as published: its type, public material, `kid` and `alg` pin. A
+    /// cached verification stands only while a key with this fingerprint is in the set, so it
+    /// dies when its key leaves the set, when the `kid` is reused for a new key, and when the
+    /// same material is re-published under another `kid` or algorithm.
     pub fingerprint: Fingerprint,
 }
 
@@ -105,7 +107,15 @@ pub struct KeySet {
 impl KeySet {
     /// The key with this `kid`, if any.
     pub fn by_kid(&self, kid: &str) -> Option<&Key> {
-        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+        self.with_kid(kid).next()
+    }
+
+    /// Every key with this `kid`. A set may publish several (an RSA and an EC key, or two during
+    /// a rotation that reuses the kid); a token's signature is checked against each that fits.
+    pub fn with_kid<'s, 'q>(&'s self, kid: &'q str) -> impl Iterator<Item = &'s Key> + use<'s, 'q> {
+        self.keys
+            .iter()
+            .filter(move |k| k.kid.as_deref() == Some(kid))
     }
 }
 
@@ -191,7 +201,7 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
         ),
         Some(_) => return Err("'alg' is not a string".into()),
     };
-    let (kind, verifiers, fingerprint) = match field(jwk, "kty")? {
+    let (kind, verifiers, material) = match field(jwk, "kty")? {
         "RSA" => rsa(jwk, alg)?,
         "EC" => ec(jwk)?,
         "OKP" => okp(jwk)?,
@@ -203,6 +213,17 @@ fn parse_key(jwk: &Value) -> Result<Key, String> {
             return Err(format!("alg {a:?} does not fit the key type"));
         }
     }
+    // Length-prefixed parts, so that no two (kid, alg) pairs hash alike.
+    let alg_name = alg.map(|a| format!("{a:?}"));
+    let fingerprint = fingerprint(
+        kind,
+        &[
+            &material,
+            if kid.is_some() { b"kid" } else { b"-" },
+            kid.as_deref().unwrap_or("").as_bytes(),
+            alg_name.as_deref().unwrap_or("").as_bytes(),
+        ],
+    );
     Ok(Key {
         kid,
         kind,
@@ -269,8 +290,16 @@ fn okp(jwk: &Value) -> Result<(KeyKind, Verifiers, Fingerprint), String> {
         return Err("unsupported OKP curve".into());
     }
     let x = b64(jwk, "x")?;
-    if x.len() != 32 {
+    let Ok(encoded) = <[u8; 32]>::try_from(x.as_slice()) else {
         return Err("Ed25519 key is not 32 bytes".into());
+    };
+    // aws-lc checks only the length. A key of small order (the identity, or a point of order 2,
+    // 4 or 8) verifies forged signatures: with the identity, R = identity and S = 0 pass for
+    // every message. An encoding that is not canonical, or not a point, is no key at all (RFC
+    // 8032 §5.1.3).
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(encoded).decompress();
+    if !point.is_some_and(|p| p.compress().0 == encoded && !p.is_small_order()) {
+        return Err("Ed25519 key is not a canonical point of large order".into());
     }
     let verifiers =
         Verifiers::point(&x, Algorithm::EdDSA).map_err(|_| "Ed25519 key rejected".to_string())?;

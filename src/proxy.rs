@@ -44,6 +44,8 @@ pub struct Ctx {
     reason: Reason,
     decide_time: std::time::Duration,
     upstream_status: Option<u16>,
+    /// Whether an upstream request has been built: pingora builds one again for each retry.
+    attempted: bool,
 }
 
 /// Unix time in whole seconds, the clock every rule is checked against.
@@ -84,6 +86,7 @@ impl ProxyHttp for Gateway {
             reason: Reason::Ok,
             decide_time: std::time::Duration::ZERO,
             upstream_status: None,
+            attempted: false,
         }
     }
 
@@ -130,6 +133,19 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What pingora's own logs say about a request (upstream failures are logged at warn or
+    /// error). pingora's default prints the request target with its query, which may carry a
+    /// token (`?access_token=`, RFC 6750 §2.3) or other secrets; the access log leaves the query
+    /// out for the same reason.
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        let route = ctx
+            .route
+            .as_ref()
+            .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str());
+        format!("{} {}, route {route}", req.method, req.uri.path())
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         ctx.route
             .as_ref()
@@ -149,8 +165,20 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a permit");
         };
         runtime.identity.strip(req);
-        // Moved, not cloned: nothing after this reads them.
-        for (name, value) in std::mem::take(&mut permit.headers) {
+        // pingora calls this hook again for each retry (a reused upstream connection that fails
+        // is retried on a new one), each time with a fresh copy of the client's request. The
+        // first attempt moves the decided headers in; a retry renders them again from the
+        // verified token, so that no attempt goes out without them.
+        let headers = if ctx.attempted {
+            permit
+                .verified
+                .as_ref()
+                .map_or_else(Vec::new, |v| decision::identity_headers(route, v))
+        } else {
+            std::mem::take(&mut permit.headers)
+        };
+        ctx.attempted = true;
+        for (name, value) in headers {
             req.insert_header(name, value)?;
         }
         if route.strip_authorization {

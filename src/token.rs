@@ -15,8 +15,21 @@ pub enum ExtractError {
     TooLarge,
 }
 
-/// Returns the token from the `Authorization` values of a request.
+/// Returns the token from the `Authorization` values of a request: [`bearer_bytes`], then
+/// [`check_syntax`].
 pub fn extract_bearer<'a, I>(values: I, max_bytes: usize) -> Result<&'a str, ExtractError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    bearer_bytes(values, max_bytes).and_then(check_syntax)
+}
+
+/// The token's bytes from the `Authorization` values of a request, their syntax not yet checked:
+/// exactly one header, the Bearer scheme, a token that is not empty and within `max_bytes`.
+///
+/// Split from [`check_syntax`] so that a verified-token cache hit can skip the scan of every
+/// byte: only tokens that passed it are ever cached, under the SHA-256 of these same bytes.
+pub fn bearer_bytes<'a, I>(values: I, max_bytes: usize) -> Result<&'a [u8], ExtractError>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -45,6 +58,11 @@ where
     if token.len() > max_bytes {
         return Err(ExtractError::TooLarge);
     }
+    Ok(token)
+}
+
+/// `token` as text if it is a b64token (RFC 6750 §2.1), the only form a bearer token may take.
+pub fn check_syntax(token: &[u8]) -> Result<&str, ExtractError> {
     if !is_b64token(token) {
         return Err(ExtractError::Malformed(
             "bearer token has characters outside b64token",
@@ -81,6 +99,29 @@ mod tests {
 
     fn run(values: &[&str]) -> Result<String, ExtractError> {
         extract_bearer(values.iter().map(|v| v.as_bytes()), 32).map(str::to_string)
+    }
+
+    #[test]
+    fn extraction_is_bearer_bytes_then_syntax() {
+        let values = |v: &'static str| [v.as_bytes()];
+        assert_eq!(bearer_bytes(values("Bearer a*b"), 32), Ok(&b"a*b"[..]));
+        assert_eq!(
+            check_syntax(b"a*b"),
+            Err(ExtractError::Malformed(
+                "bearer token has characters outside b64token"
+            ))
+        );
+        assert_eq!(check_syntax(b"a.b-c_d~e+f/g=="), Ok("a.b-c_d~e+f/g=="));
+        assert_eq!(
+            bearer_bytes(values("Basic a"), 32),
+            Err(ExtractError::Malformed(
+                "Authorization scheme must be Bearer"
+            ))
+        );
+        assert_eq!(
+            bearer_bytes(values("Bearer abc"), 2),
+            Err(ExtractError::TooLarge)
+        );
     }
 
     #[test]

@@ -130,7 +130,8 @@ fn reads_as(name: &[u8], folded: &[u8]) -> bool {
 /// method it acts on. The gateway decided on what it saw, so none of them may reach the upstream
 /// from the client: an upstream honouring `X-Forwarded-Host` or `X-HTTP-Method-Override` would
 /// otherwise act on a request other than the one the route allowed.
-const OVERRIDES: [&str; 14] = [
+const OVERRIDES: [&str; 24] = [
+    // host, scheme and port
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -138,10 +139,24 @@ const OVERRIDES: [&str; 14] = [
     "x-forwarded-prefix",
     "x-forwarded-server",
     "forwarded",
+    "x-original-host",
+    // the scheme, as Rack, Django and IIS-era proxies spell it
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "front-end-https",
+    "x-url-scheme",
+    // the client address
     "x-real-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-client-ip",
+    // the path
     "x-original-url",
     "x-rewrite-url",
-    "x-original-host",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-envoy-original-path",
+    // the method
     "x-http-method-override",
     "x-http-method",
     "x-method-override",

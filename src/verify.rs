@@ -138,16 +138,16 @@ fn check_signature<'k>(
             .verify(alg, parts.signing_input.as_bytes(), &parts.signature_bytes)
     };
     match parts.header.kid.as_deref() {
+        // Every key under the kid that fits the algorithm, not just the first: one stale or
+        // mistyped key sharing a kid must not shadow the key that signed the token.
         Some(kid) => {
-            let key = keys.by_kid(kid).ok_or(Rejection::UnknownKey)?;
-            if !key.accepts(alg) {
-                return Err(Rejection::BadSignature);
+            if keys.by_kid(kid).is_none() {
+                return Err(Rejection::UnknownKey);
             }
-            if ok(key) {
-                Ok(key)
-            } else {
-                Err(Rejection::BadSignature)
-            }
+            keys.with_kid(kid)
+                .filter(|k| k.accepts(alg))
+                .find(|k| ok(k))
+                .ok_or(Rejection::BadSignature)
         }
         // Without a kid, any key of the right type may have signed it; the set is capped at
         // MAX_KEYS, which bounds the work.

@@ -249,6 +249,32 @@ fn closed_upstream_port_is_502() {
 }
 
 #[test]
+fn an_upstream_failure_is_logged_without_the_query() {
+    // pingora logs each failed upstream request; the query may hold a token.
+    let closed = reserve_addr();
+    let extra = format!(
+        "{}\n{ROUTES}\n[[route]]\nname = \"dead-open\"\npath_prefix = \"/dead-open\"\nupstream = \"dead\"\nauth = \"none\"\n",
+        upstream_toml("dead", &[closed], "connect_timeout = \"1s\"")
+    );
+    let env = Env::start("", &extra);
+    let resp = env.get("/dead-open/x?access_token=SECRET-IN-QUERY", None);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert!(
+        wait_until(Duration::from_secs(5), || env
+            .gw
+            .stderr()
+            .contains("/dead-open/x")),
+        "pingora did not log the failure: {}",
+        env.gw.stderr()
+    );
+    assert!(
+        !env.gw.stderr().contains("SECRET-IN-QUERY"),
+        "the query reached the log: {}",
+        env.gw.stderr()
+    );
+}
+
+#[test]
 fn slow_upstream_beyond_read_timeout_is_504() {
     let slow = Echo::start_with_delay(Duration::from_secs(5));
     let extra = format!(
@@ -260,4 +286,104 @@ fn slow_upstream_beyond_read_timeout_is_504() {
     let resp = env.get("/slow/x", Some(&token));
     assert_rejection(&resp, 504, None, Some(&token));
     assert!(slow.count() >= 1, "the slow upstream was never asked");
+}
+
+/// An upstream that answers the first request on each connection and, on the next one, reads it
+/// and closes without answering: what pingora sees when a kept-alive upstream connection dies
+/// under it, which it retries on a new connection. Records every request head it read.
+struct DropsReused {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DropsReused {
+    fn start() -> Self {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(16) {
+                let Ok(mut stream) = stream else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    for n in 0..2 {
+                        let Some(head) = read_head(&mut stream) else {
+                            return;
+                        };
+                        log.lock().unwrap().push(head);
+                        if n == 1 {
+                            return; // dropped unanswered: the connection closes
+                        }
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(ok).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        DropsReused { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// One request head (no body: the test sends GETs), or `None` when the peer closes first.
+fn read_head(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 64 * 1024 || stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+#[test]
+fn a_retried_request_keeps_its_identity_headers() {
+    let up = DropsReused::start();
+    let extra = format!(
+        "{}\n{ROUTES}\n[[route]]\nname = \"flaky\"\npath_prefix = \"/flaky\"\nupstream = \"flaky\"\nauth = \"jwt\"\nforward_claims = {{ \"x-auth-sub\" = \"sub\" }}\n",
+        upstream_toml("flaky", &[up.addr], "")
+    );
+    let env = Env::start("", &extra);
+    let token = env.token(json!({"sub": "user-42"}));
+    // The second request goes out on the pooled connection, which the upstream drops: pingora
+    // retries it on a new connection.
+    for n in 0..2 {
+        let resp = env.request(
+            "GET",
+            "/flaky/x",
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("X-Auth-Sub", "evil"),
+            ],
+        );
+        assert_eq!(resp.status, 200, "request {n}: {}", resp.text());
+    }
+    let heads = up.heads();
+    assert_eq!(heads.len(), 3, "first, dropped, retried: {heads:#?}");
+    for head in &heads {
+        let subs: Vec<&str> = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-auth-sub"))
+            .map(|(_, v)| v.trim())
+            .collect();
+        assert_eq!(
+            subs,
+            ["user-42"],
+            "every attempt carries the identity: {head}"
+        );
+    }
 }

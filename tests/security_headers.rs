@@ -522,6 +522,42 @@ fn client_forwarded_and_x_real_ip_never_reach_the_upstream() {
     }
 }
 
+/// Every other header a framework takes as the request's scheme, client address or path, as
+/// Rack, Django, IIS, Envoy and CDN front ends spell them: none may reach the upstream from the
+/// client, on any route, in any case.
+#[test]
+fn scheme_client_and_path_override_headers_never_reach_the_upstream() {
+    let env = env();
+    let token = env.token(json!({}));
+    let overrides = [
+        ("X-Forwarded-Ssl", "on"),
+        ("x-forwarded-scheme", "https"),
+        ("Front-End-Https", "on"),
+        ("X-Url-Scheme", "https"),
+        ("Client-IP", "9.9.9.9"),
+        ("True-Client-IP", "9.9.9.9"),
+        ("X-CLIENT-IP", "9.9.9.9"),
+        ("X-Original-URI", "/admin"),
+        ("X-Forwarded-Uri", "/admin"),
+        ("X-Envoy-Original-Path", "/admin"),
+        ("X_Forwarded_Ssl", "on"),
+    ];
+    for (path, tok) in [("/id/x", Some(token.as_str())), ("/open/x", None)] {
+        let before = env.echo.count();
+        let resp = send(&env, path, tok, &overrides);
+        let rec = env.assert_allowed(&resp);
+        assert_eq!(env.echo.count(), before + 1);
+        for (name, _) in overrides {
+            let folded = name.replace('_', "-");
+            assert!(
+                rec.header(name).is_none() && rec.header(&folded).is_none(),
+                "{path}: {name} reached the upstream: {:?}",
+                rec.headers
+            );
+        }
+    }
+}
+
 /// `X-Forwarded-Host` is a gateway-owned name (a `forward_claims` entry may not set it), and it
 /// is never used for routing; a client-sent copy reaching the upstream would let the client choose
 /// the host the upstream builds absolute URLs (redirects, reset links) from.

@@ -275,6 +275,10 @@ fn bad_keys() -> Vec<BadKey> {
     let ed_x = URL_SAFE_NO_PAD
         .decode(ed.jwk()["x"].as_str().unwrap())
         .unwrap();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut identity_forgery = [0u8; 64];
+    identity_forgery[0] = 1;
     let secret = b"shared-hmac-secret-of-the-attacker";
     // With e = 1, the "signature" is the encoded message itself.
     let e1_token = {
@@ -400,6 +404,18 @@ fn bad_keys() -> Vec<BadKey> {
                 json!({"kid": "okp-x25519", "crv": "X25519", "alg": null}),
             ),
             token: Some(ed.sign(json!({"kid": "okp-x25519"}), payload.clone())),
+        },
+        BadKey {
+            // The identity point: with R = identity and S = 0 a "signature" verifies for every
+            // message, so loading this key would let anyone mint tokens.
+            label: "Ed25519 identity point (small order)",
+            kid: "ed-identity".into(),
+            jwk: jwk_with(&ed, json!({"kid": "ed-identity", "x": b64url(&identity)})),
+            token: Some(raw_token(
+                &json!({"alg": "EdDSA", "typ": "JWT", "kid": "ed-identity"}),
+                &payload,
+                &identity_forgery,
+            )),
         },
         BadKey {
             label: "Ed25519 with a 31-byte key",

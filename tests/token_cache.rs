@@ -20,13 +20,9 @@ fn cache_entries(gw: &Gateway) -> f64 {
         .map_or(0.0, |s| s.value)
 }
 
-#[test]
-fn cached_token_is_revoked_the_moment_its_kid_leaves_the_set() {
-    let a = FixtureKey::load("rsa_a.pem", jsonwebtoken::Algorithm::RS256).with_kid("a");
-    let b = FixtureKey::load("rsa_b.pem", jsonwebtoken::Algorithm::RS256).with_kid("b");
-    let keys = KeyServer::start(&[&a, &b]);
-    let echo = Echo::start();
-    let gw = Gateway::start(format!(
+/// A gateway with one route on `keys`, refreshing them every second.
+fn refreshing_gateway(keys: &KeyServer, echo: &Echo) -> Gateway {
+    Gateway::start(format!(
         "{}\n{}\n{}",
         issuer_toml(
             "main",
@@ -37,7 +33,16 @@ fn cached_token_is_revoked_the_moment_its_kid_leaves_the_set() {
         ),
         upstream_toml("echo", &[echo.addr()], ""),
         route("api", "/api", "")
-    ));
+    ))
+}
+
+#[test]
+fn cached_token_is_revoked_the_moment_its_kid_leaves_the_set() {
+    let a = FixtureKey::load("rsa_a.pem", jsonwebtoken::Algorithm::RS256).with_kid("a");
+    let b = FixtureKey::load("rsa_b.pem", jsonwebtoken::Algorithm::RS256).with_kid("b");
+    let keys = KeyServer::start(&[&a, &b]);
+    let echo = Echo::start();
+    let gw = refreshing_gateway(&keys, &echo);
     let token_a = a.sign(Value::Null, claims(json!({})));
     let token_b = b.sign(Value::Null, claims(json!({})));
     for _ in 0..3 {
@@ -46,22 +51,10 @@ fn cached_token_is_revoked_the_moment_its_kid_leaves_the_set() {
             200
         );
     }
-    assert!(
-        wait_until(Duration::from_secs(5), || cache_entries(&gw) >= 1.0),
-        "token never cached"
-    );
+    wait_cached(&gw);
     keys.set_keys(&[&b]);
     let served = echo.count();
-    assert!(
-        wait_until(Duration::from_secs(10), || get_with_token(
-            gw.proxy_addr(),
-            "/api",
-            &token_a
-        )
-        .status
-            == 401),
-        "a token verified by a removed key kept being accepted from the cache"
-    );
+    wait_refused(&gw, &token_a, "a token verified by a removed key");
     // Once refused, never accepted again, and the refused requests never reached the upstream.
     let after = echo.count();
     for _ in 0..3 {
@@ -75,6 +68,52 @@ fn cached_token_is_revoked_the_moment_its_kid_leaves_the_set() {
     assert_eq!(
         get_with_token(gw.proxy_addr(), "/api", &token_b).status,
         200
+    );
+}
+
+#[test]
+fn cached_token_is_revoked_when_its_key_is_republished_under_another_kid() {
+    // The same RSA material, now published as kid "a2" only: tokens naming kid "a" no longer
+    // verify, so the cached result for one must not stand either.
+    let a = FixtureKey::load("rsa_a.pem", jsonwebtoken::Algorithm::RS256).with_kid("a");
+    let a2 = FixtureKey::load("rsa_a.pem", jsonwebtoken::Algorithm::RS256).with_kid("a2");
+    let keys = KeyServer::start(&[&a]);
+    let echo = Echo::start();
+    let gw = refreshing_gateway(&keys, &echo);
+    let token_a = a.sign(Value::Null, claims(json!({})));
+    assert_eq!(
+        get_with_token(gw.proxy_addr(), "/api", &token_a).status,
+        200
+    );
+    wait_cached(&gw);
+    keys.set_keys(&[&a2]);
+    wait_refused(&gw, &token_a, "a cached token whose kid left the set");
+    let token_a2 = a2.sign(Value::Null, claims(json!({})));
+    assert_eq!(
+        get_with_token(gw.proxy_addr(), "/api", &token_a2).status,
+        200
+    );
+}
+
+/// Until the gateway holds at least one cached token (at most 5 s).
+fn wait_cached(gw: &Gateway) {
+    assert!(
+        wait_until(Duration::from_secs(5), || cache_entries(gw) >= 1.0),
+        "token never cached"
+    );
+}
+
+/// Until `token` is refused with 401 on `/api` (at most 10 s, the key set refreshing each second).
+fn wait_refused(gw: &Gateway, token: &str, what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || get_with_token(
+            gw.proxy_addr(),
+            "/api",
+            token
+        )
+        .status
+            == 401),
+        "{what} kept being accepted from the cache"
     );
 }
 

@@ -313,6 +313,35 @@ fn malformed_authorization_is_rejected() {
 }
 
 #[test]
+fn syntax_is_checked_on_every_token_the_cache_has_not_seen() {
+    // A cache hit skips the b64token scan; whatever is not that exact cached token must still
+    // get it, however close to a cached one it is.
+    let f = fixture();
+    assert!(
+        f.rt.tokens.key_of(b"x").is_some(),
+        "the fixture caches tokens"
+    );
+    let token = mint(&claims());
+    let ok = decide_get(&f, "/a/x", &[("authorization", &bearer(&token))]);
+    assert!(ok.outcome.is_ok(), "{:?}", ok.outcome);
+    for altered in [
+        format!("{token}\""),
+        format!("{token}%"),
+        format!("{}*{}", &token[..10], &token[11..]),
+        format!("{token}=a"),
+    ] {
+        let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&altered))]);
+        assert_eq!(
+            rejection(&d),
+            &Rejection::BadAuthorization("bearer token has characters outside b64token"),
+            "{altered:?}"
+        );
+    }
+    let again = decide_get(&f, "/a/x", &[("authorization", &bearer(&token))]);
+    assert!(again.outcome.is_ok(), "{:?}", again.outcome);
+}
+
+#[test]
 fn token_over_the_size_limit_is_rejected_before_parsing() {
     let f = fixture();
     assert_eq!(f.rt.settings.max_token_bytes, 1024);
@@ -403,6 +432,39 @@ fn claim_with_a_line_break_is_never_forwarded() {
         assert!(p.headers.iter().all(|(k, _)| k != "x-auth-sub"), "{note:?}");
         assert!(p.headers.iter().all(|(k, _)| k != "x-auth-admin"));
     }
+}
+
+#[test]
+fn claim_the_upstream_would_read_differently_is_never_forwarded() {
+    let f = fixture();
+    let cases = [
+        ("roles", json!(["eng,admin"])),
+        ("roles", json!(["eng", "a,b"])),
+        ("sub", json!(" admin")),
+        ("sub", json!("admin\t")),
+        ("roles", json!(["eng", " admin"])),
+    ];
+    for (claim, value) in cases {
+        let mut c = claims();
+        c[claim] = value.clone();
+        let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&mint(&c)))]);
+        let header = format!("x-auth-{}", if claim == "sub" { "sub" } else { "roles" });
+        assert!(
+            permit(&d)
+                .headers
+                .iter()
+                .all(|(k, _)| *k != header.as_str()),
+            "{claim} = {value} was forwarded"
+        );
+    }
+    // Inner spaces are the value's own; they survive.
+    let mut c = claims();
+    c["sub"] = json!("Ada Lovelace");
+    let d = decide_get(&f, "/a/x", &[("authorization", &bearer(&mint(&c)))]);
+    assert!(permit(&d)
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-auth-sub" && v == "Ada Lovelace"));
 }
 
 #[test]

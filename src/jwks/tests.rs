@@ -288,6 +288,21 @@ fn unusable_keys_are_skipped_with_a_reason() {
             "not 32 bytes",
         ),
         (
+            "OKP identity point (small order: forgeable)",
+            with(ed.clone(), "x", json!(b64(&small_order(0)))),
+            "not a canonical point of large order",
+        ),
+        (
+            "OKP point of order 8",
+            with(ed.clone(), "x", json!(b64(&small_order(1)))),
+            "not a canonical point of large order",
+        ),
+        (
+            "OKP non-canonical encoding (y = p + 1)",
+            with(ed.clone(), "x", json!(b64(&small_order(2)))),
+            "not a canonical point of large order",
+        ),
+        (
             "OKP with ES256",
             with(ed.clone(), "alg", json!("ES256")),
             "does not fit",
@@ -574,4 +589,25 @@ fn key_store_is_empty_until_set_and_swaps_whole_sets() {
     assert_eq!(store.get().unwrap().keys.len(), 2);
     store.clear();
     assert!(store.get().is_none());
+}
+
+/// Ed25519 encodings that are no usable key: the identity (y = 1), a point of order 8, and y = p + 1
+/// (the identity again, written non-canonically).
+fn small_order(which: usize) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    match which {
+        0 => out[0] = 1,
+        1 => {
+            let hex = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05";
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+            }
+        }
+        _ => {
+            out = [0xff; 32];
+            out[0] = 0xee;
+            out[31] = 0x7f;
+        }
+    }
+    out
 }

@@ -305,6 +305,49 @@ fn key_of_the_wrong_type_under_a_kid_is_rejected() {
 }
 
 #[test]
+fn every_key_sharing_the_kid_is_tried() {
+    // A stale RSA key and an EC key under the same kid as the signing key must not shadow it,
+    // in either order.
+    let token = mint_with(RSA_A, Algorithm::RS256, Some("a"), &claims());
+    let ec = mint_with(EC256, Algorithm::ES256, Some("a"), &claims());
+    let sets = [
+        vec![
+            public_jwk(RSA_B, Algorithm::RS256, "a", false),
+            public_jwk(EC256, Algorithm::ES256, "a", false),
+            public_jwk(RSA_A, Algorithm::RS256, "a", false),
+        ],
+        vec![
+            public_jwk(RSA_A, Algorithm::RS256, "a", false),
+            public_jwk(EC256, Algorithm::ES256, "a", false),
+            public_jwk(RSA_B, Algorithm::RS256, "a", false),
+        ],
+    ];
+    for keys in sets {
+        let issuer = issuer_with(|i| i.keys = store(&keys));
+        let issuers = [issuer];
+        assert!(verify(&token, &issuers, NOW).is_ok());
+        assert!(verify(&ec, &issuers, NOW).is_ok());
+        let (_, by) = verify_with_key(&token, &issuers, NOW).unwrap();
+        let signer = issuers[0]
+            .keys
+            .get()
+            .unwrap()
+            .keys
+            .iter()
+            .find(|k| k.fingerprint == by)
+            .cloned()
+            .unwrap();
+        assert_eq!(signer.kind, crate::jwks::KeyKind::Rsa);
+        // A key that is not in the set still gets nowhere under that kid.
+        let other = mint_with(EC384, Algorithm::ES384, Some("a"), &claims());
+        assert_eq!(
+            verify(&other, &issuers, NOW).unwrap_err(),
+            Rejection::BadSignature
+        );
+    }
+}
+
+#[test]
 fn key_pinned_to_another_algorithm_is_not_used() {
     let mut pinned = public_jwk(RSA_A, Algorithm::RS256, "a", false);
     pinned["alg"] = json!("RS256");
