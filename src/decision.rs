@@ -48,18 +48,41 @@ pub struct Decision {
     pub key_miss: Option<(Arc<Issuer>, String)>,
 }
 
+impl Decision {
+    /// A rejection before any route was chosen.
+    pub fn refused(rejection: Rejection) -> Self {
+        Decision {
+            route: None,
+            outcome: Err(rejection),
+            key_miss: None,
+        }
+    }
+}
+
+/// Whether the request target, as the client sent it, names a resource: origin form (`/path`)
+/// or absolute form (`http://host/path`), RFC 9112 §3.2; `*` passes here and is refused by the
+/// path rules. pingora anchors any other target (`admin/x`, `mailto:x`) to `/`, which would then
+/// be routed and forwarded as `/`: not a bypass, but not the request the client made either.
+pub fn target_form(raw: &[u8]) -> Result<(), Rejection> {
+    let scheme = |s: &[u8]| {
+        raw.get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+    };
+    if raw.starts_with(b"/") || raw == b"*" || scheme(b"http://") || scheme(b"https://") {
+        Ok(())
+    } else {
+        Err(Rejection::BadTarget(
+            "request target must be a path or an absolute URL",
+        ))
+    }
+}
+
 /// Decides `req` against `rt` at unix time `now` (seconds).
 pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
     let routed = route(rt, req);
     let route = match routed {
         Ok(r) => r,
-        Err(rejection) => {
-            return Decision {
-                route: None,
-                outcome: Err(rejection),
-                key_miss: None,
-            }
-        }
+        Err(rejection) => return Decision::refused(rejection),
     };
     let outcome = authorize(rt, &route.0, req, now).map(|(headers, verified)| Permit {
         path_and_query: match req.uri.query() {

@@ -101,7 +101,11 @@ impl ProxyHttp for Gateway {
         // The decide time runs from the context's creation, just before this hook: it also
         // counts pingora's early request filter and downstream modules (none are configured),
         // and saves a clock read.
-        let mut decision = decision::decide(&runtime, session.req_header(), unix_now());
+        let req = session.req_header();
+        let mut decision = match decision::target_form(req.raw_path()) {
+            Ok(()) => decision::decide(&runtime, req, unix_now()),
+            Err(rejection) => decision::Decision::refused(rejection),
+        };
         if let Some((issuer, kid)) = decision.key_miss.take() {
             if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
                 decision = decision::decide(&runtime, session.req_header(), unix_now());

@@ -500,6 +500,25 @@ fn asterisk_form_options_is_400_invalid_request_and_never_forwarded() {
     assert_eq!(env.echo.count(), 0, "{:?}", env.echo.requests());
 }
 
+/// A target in neither origin nor absolute form (`admin/secret`, `mailto:x`): pingora anchors it
+/// to `/`, so without a check of its own the gateway would route and forward `GET /`.
+#[test]
+fn a_target_that_is_not_a_path_or_url_is_400_and_never_forwarded() {
+    let env = env();
+    let token = env.token(json!({}));
+    for target in ["admin/secret", "public", "mailto:x", "urn:x:y"] {
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        eprintln!("case: {target}");
+        let resp = env.send(raw.as_bytes());
+        assert_gateway_400(&resp, "request target must be a path or an absolute URL");
+        assert_token_not_leaked(&resp, &token);
+    }
+    assert_eq!(env.echo.count(), 0, "{:?}", env.echo.requests());
+}
+
 /// pingora answers `CONNECT` itself with an empty 405, before tokengate's hooks run: no tunnel is
 /// opened and nothing is forwarded, with or without a token.
 #[test]

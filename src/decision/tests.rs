@@ -229,6 +229,37 @@ fn malformed_or_non_ascii_host_is_a_bad_target() {
 }
 
 #[test]
+fn only_origin_and_absolute_form_targets_name_a_resource() {
+    for ok in [
+        &b"/"[..],
+        b"/a?b",
+        b"*",
+        b"http://h/x",
+        b"HTTPS://h",
+        b"http://h",
+    ] {
+        assert_eq!(target_form(ok), Ok(()), "{:?}", String::from_utf8_lossy(ok));
+    }
+    for bad in [
+        &b"admin/secret"[..],
+        b"mailto:x",
+        b"",
+        b"h:80",
+        b"ftp://h/x",
+        b"http:/x",
+    ] {
+        assert_eq!(
+            target_form(bad),
+            Err(Rejection::BadTarget(
+                "request target must be a path or an absolute URL"
+            )),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
 fn connect_is_a_bad_target() {
     let f = fixture();
     let d = decide(&f.rt, &request("CONNECT", "api.example.com:443", &[]), NOW);
