@@ -13,8 +13,9 @@
 # What it cannot see: kernel time, cache misses and how many instructions a cycle retires. The
 # issue's targets are therefore judged by the timed scripts; this one locates and confirms costs.
 # One blind spot is known: valgrind does not emulate the SHA extensions, so aws-lc runs its AVX
-# SHA-256 under callgrind, about ten times the instructions of the SHA-NI code it runs on this
-# CPU. That function gets its own column, and the ratios are also given without it.
+# SHA-256 under callgrind, not the SHA-NI code it runs natively on this CPU, and the count says
+# nothing about the native cost. That function gets its own column, and the ratios are also given
+# without it.
 #
 # Proxies, each under callgrind and pinned to core 0 (upstream and wrk on core 1): gateway g
 # (token cache on) for P, J1 and JN (POOL distinct tokens round-robin, after all are cached),
@@ -122,11 +123,14 @@ dump() {
 }
 # total FILE: the instructions in a dump.
 total() { awk '$1 == "totals:" { print $2 }' "$1"; }
-# sha FILE: the instructions of aws-lc's SHA-256 block functions in a dump.
-sha() {
-  callgrind_annotate --threshold=100 --show-percs=no --auto=no "$1" 2>/dev/null | sed -E ":a; s/([0-9]),([0-9]{3})/\1\2/; ta" |
-    awk '/sha256_block_data_order/ { t += $1 } END { print t + 0 }'
+# functions FILE: a dump's self instructions per function, one per line ("COUNT NAME [OBJECT]"),
+# with the thousands separators taken out of the counts.
+functions() {
+  callgrind_annotate --threshold=100 --show-percs=no --auto=no --inclusive=no "$1" 2>/dev/null |
+    sed -E ":a; s/([0-9]),([0-9]{3})/\1\2/; ta"
 }
+# sha FILE: the instructions of aws-lc's SHA-256 block functions in a dump.
+sha() { functions "$1" | awk '/sha256_block_data_order/ { t += $1 } END { print t + 0 }'; }
 now_ns() { date +%s%N; }
 
 # Idle rates: instructions per second with no load.
@@ -184,7 +188,7 @@ done
 per_function() {
   local all
   all=$(total "$1")
-  callgrind_annotate --threshold=100 --show-percs=no --auto=no --inclusive=no "$1" 2>/dev/null | sed -E ":a; s/([0-9]),([0-9]{3})/\1\2/; ta" |
+  functions "$1" |
     awk -v n="$2" -v all="$all" '/^ *[0-9]+ +[^ ]/ { v = $1; sub(/^ *[0-9]+ +/, ""); sub(/ \[.*$/, ""); sub(/^(\?\?\?|[./][^ :]*):/, "");
       if ($0 != "PROGRAM TOTALS" && v < all / 2) printf "%s\t%.1f\n", $0, v / n }'
 }

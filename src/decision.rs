@@ -32,10 +32,20 @@ pub struct Permit {
     /// exactly so (most requests: a rewrite costs allocations and header-map updates), or when
     /// an HTTP/1.0 request named no host.
     pub host: Option<String>,
-    /// Identity headers to set from verified claims.
-    pub headers: IdentityHeaders,
-    /// The verified token, for logging; `None` on `auth = "none"` routes.
+    /// The verified token, for the identity headers and logging; `None` on `auth = "none"`
+    /// routes.
     pub verified: Option<Arc<Verified>>,
+}
+
+impl Permit {
+    /// The identity headers to set on an upstream request for `route` (the route that gave this
+    /// permit), rendered from the verified token on each call: pingora builds a fresh upstream
+    /// request for every retry, and each must carry them.
+    pub fn identity_headers(&self, route: &Route) -> IdentityHeaders {
+        self.verified
+            .as_ref()
+            .map_or_else(Vec::new, |v| identity_headers(route, v))
+    }
 }
 
 /// The outcome, with the route that produced it (for metrics) when one matched.
@@ -63,7 +73,7 @@ impl Decision {
 /// or absolute form (`http://host/path`), RFC 9112 §3.2; `*` passes here and is refused by the
 /// path rules. pingora anchors any other target (`admin/x`, `mailto:x`) to `/`, which would then
 /// be routed and forwarded as `/`: not a bypass, but not the request the client made either.
-pub fn target_form(raw: &[u8]) -> Result<(), Rejection> {
+fn target_form(raw: &[u8]) -> Result<(), Rejection> {
     let scheme = |s: &[u8]| {
         raw.get(..s.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(s))
@@ -77,6 +87,15 @@ pub fn target_form(raw: &[u8]) -> Result<(), Rejection> {
     }
 }
 
+/// Decides a request as the client sent it: `raw_target` (the request target's bytes on the
+/// wire) must name a resource before [`decide`] reads the target as parsed.
+pub fn decide_raw(rt: &Runtime, req: &Parts, raw_target: &[u8], now: i64) -> Decision {
+    match target_form(raw_target) {
+        Ok(()) => decide(rt, req, now),
+        Err(rejection) => Decision::refused(rejection),
+    }
+}
+
 /// Decides `req` against `rt` at unix time `now` (seconds).
 pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
     let routed = route(rt, req);
@@ -84,13 +103,12 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
         Ok(r) => r,
         Err(rejection) => return Decision::refused(rejection),
     };
-    let outcome = authorize(rt, &route.0, req, now).map(|(headers, verified)| Permit {
+    let outcome = authorize(rt, &route.0, req, now).map(|verified| Permit {
         path_and_query: match req.uri.query() {
             Some(q) => format!("{}?{q}", route.1),
             None => route.1,
         },
         host: route.2,
-        headers,
         verified,
     });
     let key_miss = match (&outcome, &route.0.auth) {
@@ -245,9 +263,9 @@ fn authorize(
     route: &Route,
     req: &Parts,
     now: i64,
-) -> Result<(IdentityHeaders, Option<Arc<Verified>>), Rejection> {
+) -> Result<Option<Arc<Verified>>, Rejection> {
     let (issuers, policy) = match &route.auth {
-        Auth::None => return Ok((Vec::new(), None)),
+        Auth::None => return Ok(None),
         Auth::Jwt { issuers, policy } => (issuers, policy),
     };
     let values = req
@@ -259,7 +277,7 @@ fn authorize(
         token::bearer_bytes(values, rt.settings.max_token_bytes).map_err(extract_rejection)?;
     let verified = verified(rt, token, issuers, now)?;
     policy::evaluate(policy, &verified, now)?;
-    Ok((identity_headers(route, &verified), Some(verified)))
+    Ok(Some(verified))
 }
 
 fn extract_rejection(e: ExtractError) -> Rejection {
@@ -309,7 +327,7 @@ fn verified(
 
 /// The `forward_claims` headers for a verified token, from the values rendered when it was
 /// verified.
-pub fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
+fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
     route
         .forward_claims
         .iter()

@@ -44,8 +44,15 @@ pub struct Ctx {
     reason: Reason,
     decide_time: std::time::Duration,
     upstream_status: Option<u16>,
-    /// Whether an upstream request has been built: pingora builds one again for each retry.
-    attempted: bool,
+}
+
+impl Ctx {
+    /// The matched route's name, or the metrics' name for no route.
+    fn route_name(&self) -> &str {
+        self.route
+            .as_ref()
+            .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str())
+    }
 }
 
 /// Unix time in whole seconds, the clock every rule is checked against.
@@ -86,7 +93,6 @@ impl ProxyHttp for Gateway {
             reason: Reason::Ok,
             decide_time: std::time::Duration::ZERO,
             upstream_status: None,
-            attempted: false,
         }
     }
 
@@ -102,13 +108,11 @@ impl ProxyHttp for Gateway {
         // counts pingora's early request filter and downstream modules (none are configured),
         // and saves a clock read.
         let req = session.req_header();
-        let mut decision = match decision::target_form(req.raw_path()) {
-            Ok(()) => decision::decide(&runtime, req, unix_now()),
-            Err(rejection) => decision::Decision::refused(rejection),
-        };
+        let mut decision = decision::decide_raw(&runtime, req, req.raw_path(), unix_now());
         if let Some((issuer, kid)) = decision.key_miss.take() {
             if refresh::refetch_for_unknown_kid(&issuer, &kid).await {
-                decision = decision::decide(&runtime, session.req_header(), unix_now());
+                let req = session.req_header();
+                decision = decision::decide_raw(&runtime, req, req.raw_path(), unix_now());
             }
         }
         ctx.decide_time = ctx.start.elapsed();
@@ -143,11 +147,12 @@ impl ProxyHttp for Gateway {
     /// out for the same reason.
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         let req = session.req_header();
-        let route = ctx
-            .route
-            .as_ref()
-            .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str());
-        format!("{} {}, route {route}", req.method, req.uri.path())
+        format!(
+            "{} {}, route {}",
+            req.method,
+            req.uri.path(),
+            ctx.route_name()
+        )
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -163,26 +168,15 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(runtime), Some(route), Some(permit)) =
-            (&ctx.runtime, &ctx.route, &mut ctx.permit)
+        let (Some(runtime), Some(route), Some(permit)) = (&ctx.runtime, &ctx.route, &ctx.permit)
         else {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a permit");
         };
         runtime.identity.strip(req);
         // pingora calls this hook again for each retry (a reused upstream connection that fails
-        // is retried on a new one), each time with a fresh copy of the client's request. The
-        // first attempt moves the decided headers in; a retry renders them again from the
-        // verified token, so that no attempt goes out without them.
-        let headers = if ctx.attempted {
-            permit
-                .verified
-                .as_ref()
-                .map_or_else(Vec::new, |v| decision::identity_headers(route, v))
-        } else {
-            std::mem::take(&mut permit.headers)
-        };
-        ctx.attempted = true;
-        for (name, value) in headers {
+        // is retried on a new one), each time with a fresh copy of the client's request, so the
+        // headers are rendered for each attempt.
+        for (name, value) in permit.identity_headers(route) {
             req.insert_header(name, value)?;
         }
         if route.strip_authorization {
@@ -276,10 +270,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let verified = ctx.permit.as_ref().and_then(|p| p.verified.as_ref());
         let entry = access::Entry {
-            route: ctx
-                .route
-                .as_ref()
-                .map_or(crate::metrics::UNMATCHED_ROUTE, |r| r.name.as_str()),
+            route: ctx.route_name(),
             method: req.method.as_str(),
             // The query is left out: it may carry secrets (`?access_token=`, RFC 6750 §2.3).
             path: ctx.permit.as_ref().map_or(req.uri.path(), |p| {

@@ -141,10 +141,11 @@ fn check_signature<'k>(
         // Every key under the kid that fits the algorithm, not just the first: one stale or
         // mistyped key sharing a kid must not shadow the key that signed the token.
         Some(kid) => {
-            if keys.by_kid(kid).is_none() {
+            let mut under_kid = keys.with_kid(kid).peekable();
+            if under_kid.peek().is_none() {
                 return Err(Rejection::UnknownKey);
             }
-            keys.with_kid(kid)
+            under_kid
                 .filter(|k| k.accepts(alg))
                 .find(|k| ok(k))
                 .ok_or(Rejection::BadSignature)

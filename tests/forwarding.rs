@@ -42,6 +42,21 @@ fn env() -> Env {
     Env::start("", ROUTES)
 }
 
+/// [`ROUTES`] plus a route `/NAME` to its own upstream NAME on `targets`: `route_lines` are added
+/// to the route (its `auth` included), `upstream_lines` to the upstream.
+fn env_with_upstream(
+    name: &str,
+    targets: &[std::net::SocketAddr],
+    upstream_lines: &str,
+    route_lines: &str,
+) -> Env {
+    let extra = format!(
+        "{}\n{ROUTES}\n[[route]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nupstream = \"{name}\"\n{route_lines}\n",
+        upstream_toml(name, targets, upstream_lines)
+    );
+    Env::start("", &extra)
+}
+
 /// Client-supplied copies of identity headers, in mixed case and duplicated, plus one innocent
 /// header that must survive.
 const SPOOFED: &[(&str, &str)] = &[
@@ -238,11 +253,12 @@ fn requests_are_spread_across_all_targets() {
 #[test]
 fn closed_upstream_port_is_502() {
     let closed = reserve_addr();
-    let extra = format!(
-        "{}\n{ROUTES}\n[[route]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\nauth = \"jwt\"\n",
-        upstream_toml("dead", &[closed], "connect_timeout = \"1s\"")
+    let env = env_with_upstream(
+        "dead",
+        &[closed],
+        "connect_timeout = \"1s\"",
+        "auth = \"jwt\"",
     );
-    let env = Env::start("", &extra);
     let token = env.token(json!({}));
     let resp = env.get("/dead/x", Some(&token));
     assert_rejection(&resp, 502, None, Some(&token));
@@ -252,11 +268,12 @@ fn closed_upstream_port_is_502() {
 fn an_upstream_failure_is_logged_without_the_query() {
     // pingora logs each failed upstream request; the query may hold a token.
     let closed = reserve_addr();
-    let extra = format!(
-        "{}\n{ROUTES}\n[[route]]\nname = \"dead-open\"\npath_prefix = \"/dead-open\"\nupstream = \"dead\"\nauth = \"none\"\n",
-        upstream_toml("dead", &[closed], "connect_timeout = \"1s\"")
+    let env = env_with_upstream(
+        "dead-open",
+        &[closed],
+        "connect_timeout = \"1s\"",
+        "auth = \"none\"",
     );
-    let env = Env::start("", &extra);
     let resp = env.get("/dead-open/x?access_token=SECRET-IN-QUERY", None);
     assert_eq!(resp.status, 502, "{}", resp.text());
     assert!(
@@ -277,11 +294,12 @@ fn an_upstream_failure_is_logged_without_the_query() {
 #[test]
 fn slow_upstream_beyond_read_timeout_is_504() {
     let slow = Echo::start_with_delay(Duration::from_secs(5));
-    let extra = format!(
-        "{}\n{ROUTES}\n[[route]]\nname = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\nauth = \"jwt\"\n",
-        upstream_toml("slow", &[slow.addr()], "read_timeout = \"1s\"")
+    let env = env_with_upstream(
+        "slow",
+        &[slow.addr()],
+        "read_timeout = \"1s\"",
+        "auth = \"jwt\"",
     );
-    let env = Env::start("", &extra);
     let token = env.token(json!({}));
     let resp = env.get("/slow/x", Some(&token));
     assert_rejection(&resp, 504, None, Some(&token));
@@ -352,11 +370,12 @@ fn read_head(stream: &mut std::net::TcpStream) -> Option<String> {
 #[test]
 fn a_retried_request_keeps_its_identity_headers() {
     let up = DropsReused::start();
-    let extra = format!(
-        "{}\n{ROUTES}\n[[route]]\nname = \"flaky\"\npath_prefix = \"/flaky\"\nupstream = \"flaky\"\nauth = \"jwt\"\nforward_claims = {{ \"x-auth-sub\" = \"sub\" }}\n",
-        upstream_toml("flaky", &[up.addr], "")
+    let env = env_with_upstream(
+        "flaky",
+        &[up.addr],
+        "",
+        "auth = \"jwt\"\nforward_claims = { \"x-auth-sub\" = \"sub\" }",
     );
-    let env = Env::start("", &extra);
     let token = env.token(json!({"sub": "user-42"}));
     // The second request goes out on the pooled connection, which the upstream drops: pingora
     // retries it on a new connection.

@@ -289,17 +289,17 @@ fn unusable_keys_are_skipped_with_a_reason() {
         ),
         (
             "OKP identity point (small order: forgeable)",
-            with(ed.clone(), "x", json!(b64(&small_order(0)))),
+            with(ed.clone(), "x", json!(b64(&ED25519_IDENTITY))),
             "not a canonical point of large order",
         ),
         (
             "OKP point of order 8",
-            with(ed.clone(), "x", json!(b64(&small_order(1)))),
+            with(ed.clone(), "x", json!(b64(&ED25519_ORDER_8))),
             "not a canonical point of large order",
         ),
         (
             "OKP non-canonical encoding (y = p + 1)",
-            with(ed.clone(), "x", json!(b64(&small_order(2)))),
+            with(ed.clone(), "x", json!(b64(&ED25519_NON_CANONICAL))),
             "not a canonical point of large order",
         ),
         (
@@ -591,23 +591,22 @@ fn key_store_is_empty_until_set_and_swaps_whole_sets() {
     assert!(store.get().is_none());
 }
 
-/// Ed25519 encodings that are no usable key: the identity (y = 1), a point of order 8, and y = p + 1
-/// (the identity again, written non-canonically).
-fn small_order(which: usize) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    match which {
-        0 => out[0] = 1,
-        1 => {
-            let hex = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05";
-            for (i, byte) in out.iter_mut().enumerate() {
-                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-            }
-        }
-        _ => {
-            out = [0xff; 32];
-            out[0] = 0xee;
-            out[31] = 0x7f;
-        }
-    }
-    out
-}
+/// Ed25519 encodings that are no usable key. The identity point (y = 1): small order, so it
+/// verifies forged signatures.
+const ED25519_IDENTITY: [u8; 32] = {
+    let mut b = [0u8; 32];
+    b[0] = 1;
+    b
+};
+/// A point of order 8 (from the list of small-order encodings that libsodium refuses).
+const ED25519_ORDER_8: [u8; 32] = [
+    0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0,
+    0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+];
+/// y = p + 1 = 2^255 - 18: the identity again, written non-canonically.
+const ED25519_NON_CANONICAL: [u8; 32] = {
+    let mut b = [0xffu8; 32];
+    b[0] = 0xee;
+    b[31] = 0x7f;
+    b
+};
