@@ -78,6 +78,10 @@ impl moka::Expiry<[u8; 32], Cached> for ExpireAtExp {
     }
 }
 
+/// The most entries the table is sized for up front: about 2 MiB of slots at 8 bytes each, two
+/// slots per entry. A larger bound still works; its table grows on demand past this.
+const MAX_PRESIZED: u64 = 131_072;
+
 /// The cache, or nothing when disabled.
 pub struct TokenCache {
     inner: Option<Table>,
@@ -104,6 +108,11 @@ impl TokenCache {
         let inner = (capacity > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(capacity)
+                // Sized for the bound from the start (up to MAX_PRESIZED entries): a table left
+                // to grow doubles, rehashing every entry, while the cache fills under load, and
+                // runs fuller, so a lookup probes more slots (each one a CPU-cache miss once
+                // thousands of tokens are cached).
+                .initial_capacity(capacity.min(MAX_PRESIZED) as usize)
                 .expire_after(ExpireAtExp)
                 .build_with_hasher(BuildHasherDefault::default())
         });
