@@ -24,7 +24,7 @@ pub struct Parts<'t> {
     /// The signature part decoded: what the key checks.
     pub signature_bytes: Vec<u8>,
     pub header: JoseHeader,
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
 }
 
 /// The protected header fields tokengate acts on. `jku`, `x5u`, `jwk` and `x5c` are deliberately
@@ -40,9 +40,10 @@ pub struct JoseHeader {
 
 /// Splits and decodes a compact JWS. The error text is safe to show the client.
 pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
-    let mut it = token.split('.');
-    let (h, p, s) = match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(h), Some(p), Some(s), None) => (h, p, s),
+    // memchr finds the dots a word or a vector at a time; `str::split` steps through the token.
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    let (h, p, s) = match (dots.next(), dots.next(), dots.next()) {
+        (Some(a), Some(b), None) => (&token[..a], &token[a + 1..b], &token[b + 1..]),
         _ if token.split('.').count() == 5 => {
             return Err("encrypted tokens (JWE) are not accepted")
         }
@@ -60,43 +61,61 @@ pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
         signing_input: &token[..h.len() + 1 + p.len()],
         signature: s,
         signature_bytes,
-        header: header_fields(&header)?,
-        claims,
+        header: header_fields(header)?,
+        claims: Claims(claims),
     })
 }
 
-fn decode_object(part: &str, what: &'static str) -> Result<Map<String, Value>, &'static str> {
+/// Decodes one part into its members, in order. The object's own members are read straight into
+/// a list rather than a map: a token has a handful of them, and each one a map node would hold is
+/// an allocation and ordered compares that every uncached token pays for. Members nested deeper
+/// are read as [`Strict`] values.
+fn decode_object(part: &str, what: &'static str) -> Result<Members, &'static str> {
     let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| match what {
         "header" => "header is not base64url",
         _ => "payload is not base64url",
     })?;
-    match serde_json::from_slice::<Strict>(&bytes) {
-        Ok(Strict(Value::Object(map))) => Ok(map),
-        Ok(_) => Err(match what {
-            "header" => "header is not a JSON object",
-            _ => "payload is not a JSON object",
-        }),
-        Err(_) => Err(match what {
-            "header" => "header is not valid JSON (or repeats a member)",
-            _ => "payload is not valid JSON (or repeats a claim)",
-        }),
+    match serde_json::from_slice::<Object>(&bytes) {
+        Ok(Object(members)) => Ok(members),
+        // Only a rejected token gets here: read it again to say which rule it broke.
+        Err(_) => Err(
+            match (serde_json::from_slice::<Strict>(&bytes).is_ok(), what) {
+                (true, "header") => "header is not a JSON object",
+                (true, _) => "payload is not a JSON object",
+                (false, "header") => "header is not valid JSON (or repeats a member)",
+                (false, _) => "payload is not valid JSON (or repeats a claim)",
+            },
+        ),
     }
 }
 
-fn header_fields(h: &Map<String, Value>) -> Result<JoseHeader, &'static str> {
-    let text = |k: &str| -> Result<Option<String>, &'static str> {
-        match h.get(k) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err("header member has the wrong type"),
-        }
+/// Reads the header's members, moving out the values it keeps.
+fn header_fields(members: Members) -> Result<JoseHeader, &'static str> {
+    let mut header = JoseHeader {
+        alg: String::new(),
+        kid: None,
+        typ: None,
+        has_crit: false,
     };
-    Ok(JoseHeader {
-        alg: text("alg")?.ok_or("header has no alg")?,
-        kid: text("kid")?,
-        typ: text("typ")?,
-        has_crit: h.contains_key("crit"),
-    })
+    let mut alg = None;
+    for (name, value) in members {
+        let slot = match name.as_str() {
+            "alg" => &mut alg,
+            "kid" => &mut header.kid,
+            "typ" => &mut header.typ,
+            "crit" => {
+                header.has_crit = true;
+                continue;
+            }
+            _ => continue,
+        };
+        match value {
+            Value::String(s) => *slot = Some(s),
+            _ => return Err("header member has the wrong type"),
+        }
+    }
+    header.alg = alg.ok_or("header has no alg")?;
+    Ok(header)
 }
 
 /// A NumericDate claim that is present but unusable.
@@ -105,7 +124,7 @@ pub struct InvalidDate;
 
 /// Reads a NumericDate claim: `Ok(None)` when absent, `Err` when present but unusable.
 /// Fractions are floored; negative, non-numeric and far-future values are rejected.
-pub fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, InvalidDate> {
+pub fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, InvalidDate> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -150,17 +169,8 @@ impl ClaimPath {
     }
 
     /// Finds the claim in `claims`.
-    pub fn lookup<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c Value> {
-        self.find(|name| claims.get(name))
-    }
-
-    /// Finds the claim in a verified token's retained claims.
-    pub fn lookup_in<'c>(&self, claims: &'c Claims) -> Option<&'c Value> {
-        self.find(|name| claims.get(name))
-    }
-
-    fn find<'c>(&self, get: impl Fn(&str) -> Option<&'c Value>) -> Option<&'c Value> {
-        if let Some(v) = get(&self.full) {
+    pub fn lookup<'c>(&self, claims: &'c Claims) -> Option<&'c Value> {
+        if let Some(v) = claims.get(&self.full) {
             return Some(v);
         }
         if self.segments.len() < 2 {
@@ -168,15 +178,19 @@ impl ClaimPath {
         }
         let (first, rest) = self.segments.split_first()?;
         rest.iter()
-            .try_fold(get(first)?, |v, seg| v.as_object()?.get(seg))
+            .try_fold(claims.get(first)?, |v, seg| v.as_object()?.get(seg))
     }
 }
 
-/// A verified token's claims, kept as a short list: after pruning to what routes use, a token
-/// holds two or three claims, and a list costs a fraction of a map's node (this is per cached
-/// token, so it bounds the cache's memory).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Claims(Vec<(String, Value)>);
+/// A token's claims (its payload's top-level members), kept as a short list in token order. A
+/// token has a handful of claims, and after pruning to what routes use a cached one holds two or
+/// three: a list costs a fraction of a map's nodes to build, search and keep (this is per cached
+/// token, so it bounds the cache's memory). Names are unique: decoding rejects repeats.
+#[derive(Debug, Clone, Default)]
+pub struct Claims(Members);
+
+/// An object's members in order, names checked unique.
+type Members = Vec<(String, Value)>;
 
 impl Claims {
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -187,6 +201,14 @@ impl Claims {
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.0.retain(|(n, _)| keep(n));
         self.0.shrink_to_fit();
+    }
+}
+
+/// The same claims, in whatever order: names are unique, so equal lengths and every claim found
+/// with an equal value in the other is equality.
+impl PartialEq for Claims {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().all(|(n, v)| other.get(n) == Some(v))
     }
 }
 
@@ -256,7 +278,7 @@ impl<'a> FromIterator<&'a str> for Scopes {
 
 /// Scopes granted by a token: the union of every configured scope claim that is present, each
 /// either a space-delimited string (OAuth `scope`) or an array of strings (`scp`, `permissions`).
-pub fn scopes(claims: &Map<String, Value>, scope_claims: &[String]) -> Scopes {
+pub fn scopes(claims: &Claims, scope_claims: &[String]) -> Scopes {
     let mut out: Vec<&str> = Vec::new();
     for name in scope_claims {
         match claims.get(name) {
@@ -269,7 +291,7 @@ pub fn scopes(claims: &Map<String, Value>, scope_claims: &[String]) -> Scopes {
 }
 
 /// The calling client: the first of `client_claims` present in the token, if it is a string.
-pub fn client(claims: &Map<String, Value>, client_claims: &[String]) -> Option<String> {
+pub fn client(claims: &Claims, client_claims: &[String]) -> Option<String> {
     client_claims
         .iter()
         .find_map(|n| claims.get(n))
@@ -278,12 +300,57 @@ pub fn client(claims: &Map<String, Value>, client_claims: &[String]) -> Option<S
 }
 
 /// `aud` as a string or an array of strings; anything else is an empty audience.
-pub fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
+pub fn audiences(claims: &Claims) -> Vec<&str> {
     match claims.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     }
+}
+
+/// A JSON object's members, in order, with duplicate member names rejected at every depth.
+struct Object(Members);
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectVisitor).map(Object)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut out = Members::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            out.push((name, v));
+        }
+        if repeats_a_name(&out) {
+            return Err(de::Error::custom("duplicate member name"));
+        }
+        Ok(out)
+    }
+}
+
+/// Whether two members share a name. Pairwise for a token-sized object; sorted beyond that, so
+/// that an object of thousands of members costs O(n log n), not O(n²).
+fn repeats_a_name(members: &[(String, Value)]) -> bool {
+    const PAIRWISE: usize = 16;
+    if members.len() <= PAIRWISE {
+        return members
+            .iter()
+            .enumerate()
+            .any(|(i, (n, _))| members[..i].iter().any(|(m, _)| m == n));
+    }
+    let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.windows(2).any(|w| w[0] == w[1])
 }
 
 /// A JSON value decoded with duplicate member names rejected at every depth. serde_json alone
@@ -337,16 +404,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Array(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom("duplicate member name"));
-            }
-            let Strict(v) = map.next_value()?;
-            out.insert(key, v);
-        }
-        Ok(Value::Object(out))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        let members = ObjectVisitor.visit_map(map)?;
+        Ok(Value::Object(members.into_iter().collect()))
     }
 }
 

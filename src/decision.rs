@@ -17,6 +17,7 @@ use http::header::{AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Identity headers to set on the upstream request.
@@ -346,8 +347,8 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
 /// value or element with leading or trailing whitespace, which HTTP parsers trim (RFC 9110 §5.5,
 /// §5.6.1), so that `" admin"` would arrive as `admin`.
 fn render(claim: &ClaimPath, claims: &Claims) -> Option<HeaderValue> {
-    let text = match claim.lookup_in(claims)? {
-        Value::String(s) => s.clone(),
+    let text: Cow<'_, str> = match claim.lookup(claims)? {
+        Value::String(s) => Cow::Borrowed(s),
         Value::Array(items) => {
             let items: Vec<String> = items
                 .iter()
@@ -357,10 +358,10 @@ fn render(claim: &ClaimPath, claims: &Claims) -> Option<HeaderValue> {
             if items.iter().any(|i| i.contains(',') || padded(i)) {
                 return None;
             }
-            items.join(",")
+            Cow::Owned(items.join(","))
         }
         Value::Null => return None,
-        other => other.to_string(),
+        other => Cow::Owned(other.to_string()),
     };
     if padded(&text) {
         return None;

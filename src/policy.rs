@@ -65,7 +65,7 @@ pub fn evaluate(policy: &Policy, token: &Verified, now: i64) -> Result<(), Rejec
         }
     }
     for (path, want) in &policy.claims {
-        let ok = match path.lookup_in(&token.claims) {
+        let ok = match path.lookup(&token.claims) {
             Some(Value::Array(items)) => items.contains(want),
             Some(v) => v == want,
             None => false,

@@ -13,7 +13,7 @@ use crate::issuer::{normalise_typ, Issuer};
 use crate::jwks::{Fingerprint, Key, KeySet};
 use crate::reject::Rejection;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Claims whose signature and registered claims checked out.
@@ -183,11 +183,7 @@ pub fn check_times(
     Ok(())
 }
 
-fn check_claims(
-    claims: Map<String, Value>,
-    issuer: &Arc<Issuer>,
-    now: i64,
-) -> Result<Verified, Rejection> {
+fn check_claims(claims: Claims, issuer: &Arc<Issuer>, now: i64) -> Result<Verified, Rejection> {
     let date = |name: &'static str| {
         claims::numeric_date(&claims, name).map_err(|_| {
             Rejection::MalformedToken(match name {
@@ -212,7 +208,7 @@ fn check_claims(
         scopes: claims::scopes(&claims, &issuer.scope_claims),
         client: claims::client(&claims, &issuer.client_claims),
         issuer: Arc::clone(issuer),
-        claims: claims.into(),
+        claims,
         exp,
         iat,
         nbf,

@@ -16,9 +16,9 @@ fn token(header: &str, payload: &str) -> String {
 
 const HEADER: &str = r#"{"alg":"RS256","kid":"k1","typ":"at+jwt"}"#;
 
-fn obj(v: Value) -> Map<String, Value> {
+fn obj(v: Value) -> Claims {
     match v {
-        Value::Object(m) => m,
+        Value::Object(m) => m.into(),
         other => panic!("not an object: {other}"),
     }
 }
@@ -242,6 +242,57 @@ fn duplicate_member_names_are_rejected_at_every_depth() {
         split(&token(h, "{}")).unwrap_err(),
         "header is not valid JSON (or repeats a member)"
     );
+    let h = r#"{"alg":"RS256","kid":"a","k\u0069d":"b"}"#;
+    assert_eq!(
+        split(&token(h, "{}")).unwrap_err(),
+        "header is not valid JSON (or repeats a member)"
+    );
+}
+
+/// The top level's repeat check goes pairwise up to 16 members and sorts beyond: a repeat must be
+/// caught on both sides of that line, wherever in the object the two copies stand.
+#[test]
+fn repeated_claims_are_found_in_objects_of_any_size() {
+    for n in [2, 15, 16, 17, 40, 2_000] {
+        let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        let body = |names: &[String]| {
+            let members: Vec<String> = names.iter().map(|c| format!(r#""{c}":1"#)).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let t = token(HEADER, &body(&names));
+        let claims = split(&t).unwrap().claims;
+        assert_eq!(claims.get(&names[n - 1]), Some(&json!(1)), "{n} claims");
+        for (i, j) in [(0, n - 1), (n / 2, n / 2 + 1), (n - 2, n - 1), (0, 1)] {
+            if j >= n || i == j {
+                continue;
+            }
+            let mut repeated = names.clone();
+            repeated[j] = repeated[i].clone();
+            assert_eq!(
+                split(&token(HEADER, &body(&repeated))).unwrap_err(),
+                "payload is not valid JSON (or repeats a claim)",
+                "{n} claims, #{i} repeated at #{j}"
+            );
+        }
+    }
+}
+
+#[test]
+fn claims_compare_as_a_set() {
+    let a = split(&token(HEADER, r#"{"sub":"a","n":1}"#))
+        .unwrap()
+        .claims;
+    let b = split(&token(HEADER, r#"{"n":1,"sub":"a"}"#))
+        .unwrap()
+        .claims;
+    assert_eq!(a, b);
+    let c = split(&token(HEADER, r#"{"n":1,"sub":"b"}"#))
+        .unwrap()
+        .claims;
+    assert_ne!(a, c);
+    let d = split(&token(HEADER, r#"{"n":1}"#)).unwrap().claims;
+    assert_ne!(a, d);
+    assert_ne!(d, a);
 }
 
 #[test]
@@ -261,7 +312,7 @@ fn strict_decoding_keeps_every_json_type() {
     let t = token(HEADER, p);
     let parts = split(&t).unwrap();
     let want: Map<String, Value> = serde_json::from_str(p).unwrap();
-    assert_eq!(parts.claims, want);
+    assert_eq!(parts.claims, want.into());
 }
 
 #[test]
@@ -314,7 +365,7 @@ fn numeric_date_table() {
         let claims = obj(json!({ "exp": v.clone() }));
         assert_eq!(numeric_date(&claims, "exp"), want, "exp = {v}");
     }
-    assert_eq!(numeric_date(&Map::new(), "exp"), Ok(None));
+    assert_eq!(numeric_date(&Claims::default(), "exp"), Ok(None));
 }
 
 #[test]
