@@ -105,10 +105,7 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
         Err(rejection) => return Decision::refused(rejection),
     };
     let outcome = authorize(rt, &route.0, req, now).map(|verified| Permit {
-        path_and_query: match req.uri.query() {
-            Some(q) => format!("{}?{q}", route.1),
-            None => route.1,
-        },
+        path_and_query: with_query(route.1, req.uri.query()),
         host: route.2,
         verified,
     });
@@ -130,6 +127,17 @@ pub fn decide(rt: &Runtime, req: &Parts, now: i64) -> Decision {
         outcome,
         key_miss,
     }
+}
+
+/// The normalised path with the client's query appended, in the path's own buffer: `format!`
+/// would build a second string, through the formatting machinery, on every request with a query.
+fn with_query(mut path: String, query: Option<&str>) -> String {
+    if let Some(q) = query {
+        path.reserve_exact(1 + q.len());
+        path.push('?');
+        path.push_str(q);
+    }
+    path
 }
 
 /// Bounds the request head before anything parses it further.
@@ -175,18 +183,32 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
         .router
         .find(host.as_ref().map(|(h, _)| h.as_str()), &req.method, &path)
         .ok_or(Rejection::NoRoute)?;
-    let host_header = host
-        .map(|(h, port)| match port {
-            Some(p) => format!("{h}:{p}"),
+    let host_header = host.and_then(|(h, port)| {
+        let mut digits = itoa::Buffer::new();
+        let port = port.map(|p| digits.format(p));
+        // `request_host` allowed at most one `Host` header. Most clients already send the
+        // canonical spelling: it is compared in place, and a string built only for a rewrite.
+        let canonical = req
+            .headers
+            .get(HOST)
+            .is_some_and(|sent| reads_as(sent.as_bytes(), &h, port));
+        (!canonical).then(|| match port {
+            Some(p) => [h.as_str(), ":", p].concat(),
             None => h,
         })
-        // `request_host` allowed at most one `Host` header.
-        .filter(|h| {
-            req.headers
-                .get(HOST)
-                .is_none_or(|sent| sent.as_bytes() != h.as_bytes())
-        });
+    });
     Ok((Arc::clone(route), path, host_header))
+}
+
+/// Whether `sent` is exactly `host`, followed by `:port` when there is a port.
+fn reads_as(sent: &[u8], host: &str, port: Option<&str>) -> bool {
+    match port {
+        None => sent == host.as_bytes(),
+        Some(p) => sent
+            .strip_prefix(host.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b":"))
+            .is_some_and(|digits| digits == p.as_bytes()),
+    }
 }
 
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112 §3.2.2

@@ -297,6 +297,42 @@ fn host_route_matches_host_header_case_port_and_trailing_dot_insensitively() {
     }
 }
 
+/// The upstream gets the host that was matched, spelled canonically; a client that already sent
+/// that spelling is left alone (no rewrite), and any other spelling is rewritten, port included.
+#[test]
+fn host_is_rewritten_only_when_the_sent_spelling_is_not_canonical() {
+    let f = fixture();
+    let auth = bearer(&mint(&claims()));
+    let cases = [
+        ("api.example.com", None),
+        ("api.example.com:8443", None),
+        ("api.example.com:0", None),
+        ("API.example.com", Some("api.example.com")),
+        ("api.example.com.", Some("api.example.com")),
+        ("api.example.com.:8443", Some("api.example.com:8443")),
+        ("api.example.com:08443", Some("api.example.com:8443")),
+        ("api.example.com:", Some("api.example.com")),
+        ("API.EXAMPLE.COM:80", Some("api.example.com:80")),
+    ];
+    for (sent, want) in cases {
+        let d = decide_get(&f, "/x/1", &[("host", sent), ("authorization", &auth)]);
+        assert_eq!(permit(&d).host.as_deref(), want, "Host: {sent}");
+    }
+    // Absolute form: the target's authority is the host, and the Host header is set to it.
+    let d = decide_get(
+        &f,
+        "http://api.example.com:8443/x/1",
+        &[("host", "api.example.com"), ("authorization", &auth)],
+    );
+    assert_eq!(permit(&d).host.as_deref(), Some("api.example.com:8443"));
+    let d = decide_get(
+        &f,
+        "http://api.example.com/x/1",
+        &[("host", "api.example.com"), ("authorization", &auth)],
+    );
+    assert_eq!(permit(&d).host, None);
+}
+
 #[test]
 fn absolute_form_target_authority_overrides_the_host_header() {
     let f = fixture();
