@@ -15,13 +15,15 @@ use crate::token::{self, ExtractError};
 use crate::verify::{self, Rendered, Verified};
 use http::header::{AUTHORIZATION, HOST};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Identity headers to set on the upstream request.
-pub type IdentityHeaders = Vec<(HeaderName, HeaderValue)>;
+/// Identity headers to set on the upstream request: each name as [`ForwardClaim::wire`] holds it.
+///
+/// [`ForwardClaim::wire`]: crate::route::ForwardClaim::wire
+pub type IdentityHeaders = Vec<(bytes::Bytes, HeaderValue)>;
 
 /// What to forward.
 #[derive(Debug)]
@@ -356,7 +358,7 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
         .iter()
         .filter_map(|f| {
             let value = verified.rendered.get(f.slot)?;
-            Some((f.header.clone(), value))
+            Some((f.wire.clone(), value))
         })
         .collect()
 }

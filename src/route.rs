@@ -71,6 +71,9 @@ pub enum Auth {
 #[derive(Debug, Clone)]
 pub struct ForwardClaim {
     pub header: HeaderName,
+    /// `header`'s bytes, as pingora takes a name it stores without copying: handed a `HeaderName`
+    /// that is not a standard one, pingora copies its text into a new buffer for every request.
+    pub wire: bytes::Bytes,
     pub claim: ClaimPath,
     /// Index of `claim` in [`crate::runtime::Runtime::forwarded_claims`], where each verified
     /// token keeps its header value rendered once.

@@ -1238,6 +1238,7 @@ fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec
                 } else {
                     seen.push((name, header));
                     out.push(ForwardClaim {
+                        wire: bytes::Bytes::copy_from_slice(h.as_str().as_bytes()),
                         header: h,
                         claim: ClaimPath::new(claim),
                         // Assigned once every route is compiled.

@@ -467,7 +467,7 @@ fn forward_claims_become_identity_headers() {
         .iter()
         .map(|(k, v)| {
             (
-                k.as_str().to_string(),
+                String::from_utf8(k.to_vec()).unwrap(),
                 String::from_utf8(v.as_bytes().to_vec()).unwrap(),
             )
         })
