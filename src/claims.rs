@@ -41,12 +41,12 @@ pub struct JoseHeader {
 /// Splits and decodes a compact JWS. The error text is safe to show the client.
 pub fn split(token: &str) -> Result<Parts<'_>, &'static str> {
     // memchr finds the dots a word or a vector at a time; `str::split` steps through the token.
-    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
-    let (h, p, s) = match (dots.next(), dots.next(), dots.next()) {
+    let dots = || memchr::memchr_iter(b'.', token.as_bytes());
+    let mut it = dots();
+    let (h, p, s) = match (it.next(), it.next(), it.next()) {
         (Some(a), Some(b), None) => (&token[..a], &token[a + 1..b], &token[b + 1..]),
-        _ if token.split('.').count() == 5 => {
-            return Err("encrypted tokens (JWE) are not accepted")
-        }
+        // Five parts: a JWE.
+        _ if dots().count() == 4 => return Err("encrypted tokens (JWE) are not accepted"),
         _ => return Err("token must have three dot-separated parts"),
     };
     if s.is_empty() {
@@ -91,20 +91,14 @@ fn decode_object(part: &str, what: &'static str) -> Result<Members, &'static str
 
 /// Reads the header's members, moving out the values it keeps.
 fn header_fields(members: Members) -> Result<JoseHeader, &'static str> {
-    let mut header = JoseHeader {
-        alg: String::new(),
-        kid: None,
-        typ: None,
-        has_crit: false,
-    };
-    let mut alg = None;
+    let (mut alg, mut kid, mut typ, mut has_crit) = (None, None, None, false);
     for (name, value) in members {
         let slot = match name.as_str() {
             "alg" => &mut alg,
-            "kid" => &mut header.kid,
-            "typ" => &mut header.typ,
+            "kid" => &mut kid,
+            "typ" => &mut typ,
             "crit" => {
-                header.has_crit = true;
+                has_crit = true;
                 continue;
             }
             _ => continue,
@@ -114,8 +108,12 @@ fn header_fields(members: Members) -> Result<JoseHeader, &'static str> {
             _ => return Err("header member has the wrong type"),
         }
     }
-    header.alg = alg.ok_or("header has no alg")?;
-    Ok(header)
+    Ok(JoseHeader {
+        alg: alg.ok_or("header has no alg")?,
+        kid,
+        typ,
+        has_crit,
+    })
 }
 
 /// A NumericDate claim that is present but unusable.

@@ -73,11 +73,24 @@ pub struct ForwardClaim {
     pub header: HeaderName,
     /// `header`'s bytes, as pingora takes a name it stores without copying: handed a `HeaderName`
     /// that is not a standard one, pingora copies its text into a new buffer for every request.
+    /// Set only by [`ForwardClaim::new`], so it always spells `header`.
     pub wire: bytes::Bytes,
     pub claim: ClaimPath,
     /// Index of `claim` in [`crate::runtime::Runtime::forwarded_claims`], where each verified
     /// token keeps its header value rendered once.
     pub slot: usize,
+}
+
+impl ForwardClaim {
+    /// An entry not yet given its slot (assigned once every route is compiled).
+    pub fn new(header: HeaderName, claim: ClaimPath) -> Self {
+        ForwardClaim {
+            wire: bytes::Bytes::copy_from_slice(header.as_str().as_bytes()),
+            header,
+            claim,
+            slot: 0,
+        }
+    }
 }
 
 /// One compiled `[[route]]`.

@@ -1237,13 +1237,7 @@ fn compile_forward_claims(r: &RawRoute, ctx: &str, errs: &mut Errors<'_>) -> Vec
                     Some(format!("'{header}' names no claim"))
                 } else {
                     seen.push((name, header));
-                    out.push(ForwardClaim {
-                        wire: bytes::Bytes::copy_from_slice(h.as_str().as_bytes()),
-                        header: h,
-                        claim: ClaimPath::new(claim),
-                        // Assigned once every route is compiled.
-                        slot: 0,
-                    });
+                    out.push(ForwardClaim::new(h, ClaimPath::new(claim)));
                     None
                 }
             }
