@@ -183,7 +183,7 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
     let path = path::normalise(req.uri.path()).map_err(Rejection::BadPath)?;
     let route = rt
         .router
-        .find(host.as_ref().map(|(h, _)| h.as_str()), &req.method, &path)
+        .find(host.as_ref().map(|(h, _)| h.as_ref()), &req.method, &path)
         .ok_or(Rejection::NoRoute)?;
     let host_header = host.and_then(|(h, port)| {
         let mut digits = itoa::Buffer::new();
@@ -195,8 +195,8 @@ fn route(rt: &Runtime, req: &Parts) -> Result<(Arc<Route>, String, Option<String
             .get(HOST)
             .is_some_and(|sent| reads_as(sent.as_bytes(), &h, port));
         (!canonical).then(|| match port {
-            Some(p) => [h.as_str(), ":", p].concat(),
-            None => h,
+            Some(p) => [h.as_ref(), ":", p].concat(),
+            None => h.into_owned(),
         })
     });
     Ok((Arc::clone(route), path, host_header))
@@ -213,14 +213,18 @@ fn reads_as(sent: &[u8], host: &str, port: Option<&str>) -> bool {
     }
 }
 
+/// A normalised host, and the port the client gave with it.
+type HostPort<'a> = (Cow<'a, str>, Option<u16>);
+
 /// The host the client addressed: the authority of an absolute-form target (RFC 9112 §3.2.2
 /// makes it override `Host`), else the single `Host` header; with its port, if any. Only an
 /// HTTP/1.0 request may come without either: RFC 9112 §3.2 requires a 400 for an HTTP/1.1 one,
 /// as nginx and HAProxy answer, and pingora lets it through.
 /// `X-Forwarded-Host` is never consulted: clients control it.
-fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection> {
+/// The host borrows from the request unless it had to be lower-cased or lose a trailing dot.
+fn request_host(req: &Parts) -> Result<Option<HostPort<'_>>, Rejection> {
     if let Some(auth) = req.uri.authority() {
-        return Ok(Some((normalise_host(auth.host())?, port(auth)?)));
+        return split_authority(auth.as_str()).map(Some);
     }
     let mut hosts = req.headers.get_all(HOST).iter();
     let first = hosts.next();
@@ -236,51 +240,58 @@ fn request_host(req: &Parts) -> Result<Option<(String, Option<u16>)>, Rejection>
     let text = v
         .to_str()
         .map_err(|_| Rejection::BadTarget("Host header is not ASCII"))?;
-    let authority: http::uri::Authority = text
-        .parse()
-        .map_err(|_| Rejection::BadTarget("Host header is malformed"))?;
-    Ok(Some((normalise_host(authority.host())?, port(&authority)?)))
+    split_authority(text).map(Some)
 }
 
-/// The port of an authority: absent, or digits forming a `u16`. RFC 9112 §3.2 requires a 400 for
-/// anything else (`:abc`, `:+80`, `:99999`, userinfo), which `Authority::port` would just ignore.
-fn port(authority: &http::uri::Authority) -> Result<Option<u16>, Rejection> {
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2) split and checked: the port absent, empty, or digits
+/// forming a `u16`. RFC 9112 §3.2 requires a 400 for anything else (`:abc`, `:+80`, `:99999`,
+/// userinfo, a second colon), which a lenient authority parser would just ignore.
+fn split_authority(text: &str) -> Result<HostPort<'_>, Rejection> {
     let malformed = Rejection::BadTarget("Host header is malformed");
-    let text = authority.as_str();
-    if text.contains('@') {
-        return Err(malformed);
-    }
-    let rest = text
-        .strip_prefix(authority.host())
-        .ok_or(malformed.clone())?;
-    match rest.strip_prefix(':') {
-        None if rest.is_empty() => Ok(None),
-        Some("") => Ok(None),
+    // A reg-name or IPv4 address has no colon; an IP literal's colons sit inside its brackets.
+    let end = if text.starts_with('[') {
+        text.find(']').map_or(text.len(), |i| i + 1)
+    } else {
+        text.find(':').unwrap_or(text.len())
+    };
+    let (host, rest) = text.split_at(end);
+    let port = match rest.strip_prefix(':') {
+        None if rest.is_empty() => None,
+        Some("") => None,
         Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
-            digits.parse().map(Some).map_err(|_| malformed)
+            Some(digits.parse().map_err(|_| malformed.clone())?)
         }
-        _ => Err(malformed),
-    }
+        _ => return Err(malformed),
+    };
+    Ok((normalise_host(host)?, port))
 }
 
 /// Lower-cases a host and drops one trailing dot, refusing anything that is not a plain DNS name
-/// or IP literal. The upstream then receives exactly this spelling, so it cannot read a host the
-/// router did not match (`WWW.EXAMPLE..` matching `www.example` here, something else there).
-fn normalise_host(host: &str) -> Result<String, Rejection> {
-    let h = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    let literal = h.starts_with('[') && h.ends_with(']');
-    let name = !h.is_empty()
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if literal || name {
-        Ok(h)
-    } else {
-        Err(Rejection::BadTarget("Host header is malformed"))
+/// or IPv6 literal. The upstream then receives exactly this spelling, so it cannot read a host
+/// the router did not match (`WWW.EXAMPLE..` matching `www.example` here, something else there).
+/// Most clients already send the canonical spelling, which is borrowed, not copied.
+fn normalise_host(host: &str) -> Result<Cow<'_, str>, Rejection> {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    let valid = match h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(literal) => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !h.is_empty()
+                && h.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        }
+    };
+    if !valid {
+        return Err(Rejection::BadTarget("Host header is malformed"));
     }
+    Ok(if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    })
 }
 
 fn authorize(

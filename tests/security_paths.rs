@@ -623,6 +623,11 @@ fn malformed_host_headers_are_400_not_routed() {
         "api.test:99999",
         "api.test..",
         "",
+        "[zz]",
+        "[::1",
+        "[::1]x",
+        "[::1].",
+        "api.test]",
     ] {
         eprintln!("case: Host: {host:?}");
         let resp = env.request("GET", "/hosted/x", &[("Host", host)]);

@@ -233,6 +233,62 @@ fn malformed_or_non_ascii_host_is_a_bad_target() {
     );
 }
 
+/// Host values are split and checked by hand (no authority parser): an IPv6 literal must parse
+/// as one, a port must be digits forming a u16, and nothing may follow either.
+#[test]
+fn host_values_split_into_a_checked_host_and_port() {
+    let ok = [
+        ("[::1]", ("[::1]", None)),
+        ("[::1]:8080", ("[::1]", Some(8080))),
+        ("[2001:DB8::A]:", ("[2001:db8::a]", None)),
+        ("[::ffff:127.0.0.1]", ("[::ffff:127.0.0.1]", None)),
+        ("127.0.0.1:65535", ("127.0.0.1", Some(65535))),
+        ("Api.Example.Com.:443", ("api.example.com", Some(443))),
+        ("h_1-a", ("h_1-a", None)),
+    ];
+    for (text, (host, port)) in ok {
+        let got = split_authority(text);
+        assert_eq!(got, Ok((Cow::Borrowed(host), port)), "{text:?}");
+    }
+    let bad = [
+        "",
+        ":80",
+        "[::1",
+        "[::1]x",
+        "[::1]:x",
+        "[zz]",
+        "[]",
+        "[v1.fe]",
+        "[fe80::1%25eth0]",
+        "[::1].",
+        "::1",
+        "a:1:2",
+        "a:65536",
+        "user@a",
+        "user:pw@a",
+        "a..b",
+        ".",
+        "a b",
+        "a:-1",
+    ];
+    for text in bad {
+        assert_eq!(
+            split_authority(text),
+            Err(Rejection::BadTarget("Host header is malformed")),
+            "{text:?}"
+        );
+    }
+    // The canonical spelling is borrowed from the request; only a rewrite allocates.
+    assert!(matches!(
+        normalise_host("api.example.com"),
+        Ok(Cow::Borrowed(_))
+    ));
+    assert!(matches!(
+        normalise_host("API.example.com"),
+        Ok(Cow::Owned(_))
+    ));
+}
+
 #[test]
 fn only_origin_and_absolute_form_targets_name_a_resource() {
     for ok in [
