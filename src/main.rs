@@ -10,6 +10,8 @@ use tokengate::{app, config, demo, logging};
 /// mimalloc instead of glibc malloc: a proxied request allocates and frees dozens of small
 /// buffers, and under load glibc spent a sixth of the gateway's CPU in malloc, free and
 /// consolidation (perf, `make bench-load`); the README's BENCHMARKS section has the A/B figures.
+/// The `override` feature makes C code (aws-lc's bignum buffers, one set per RSA verification)
+/// allocate from mimalloc too: glibc's malloc and free were 0.4 µs of an uncached request.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
