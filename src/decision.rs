@@ -333,8 +333,8 @@ fn verified(
     now: i64,
 ) -> Result<Arc<Verified>, Rejection> {
     // `None` when the cache is disabled: then nothing is looked up, hashed or stored. A hit
-    // skips the b64token scan: only tokens that passed it are cached, and the key is the
-    // SHA-256 of the bytes, so a hit means these very bytes passed it before.
+    // skips the b64token scan: only tokens that passed it are cached, and the key is a keyed
+    // tag of the bytes (`cache::TokenMac`), so a hit means these very bytes passed it before.
     let key = rt.tokens.key_of(token);
     let hit = key.as_ref().and_then(|k| rt.tokens.get(k));
     if let (Some(key), Some(hit)) = (&key, hit) {

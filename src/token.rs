@@ -28,7 +28,7 @@ where
 /// exactly one header, the Bearer scheme, a token that is not empty and within `max_bytes`.
 ///
 /// Split from [`check_syntax`] so that a verified-token cache hit can skip the scan of every
-/// byte: only tokens that passed it are ever cached, under the SHA-256 of these same bytes.
+/// byte: only tokens that passed it are ever cached, under a keyed tag of these same bytes.
 pub fn bearer_bytes<'a, I>(values: I, max_bytes: usize) -> Result<&'a [u8], ExtractError>
 where
     I: IntoIterator<Item = &'a [u8]>,
