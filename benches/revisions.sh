@@ -15,9 +15,15 @@
 # each scenario's ratio by P's.
 #
 # BASE is exported with `git archive` into the work directory (no worktree or other repository
-# state to clean up) and built into this checkout's target directory, so after the first build
-# only the tokengate crate is compiled for each side (with the release profile's fat LTO, each
-# side still pays a whole-program link of a few minutes).
+# state to clean up) and built into a target directory of its own, `target/revisions-base`, so
+# after the first run only the tokengate crate is compiled for each side (with the release
+# profile's fat LTO, each side still pays a whole-program link of a few minutes). Not into this
+# checkout's `target`: cargo fingerprints a workspace's own package by its path relative to the
+# workspace root, so BASE's tokengate and the working tree's share one fingerprint there, and
+# `git archive` gives BASE's files their commit time. Built that way (until 2026-12-03), the
+# second build was found up to date without compiling and both sides ran the same binary, except
+# when BASE and the working tree depended on different crates. The two binaries are now compared:
+# identical binaries from different sources stop the run.
 #
 # Both sides are built with the working tree's `[profile.*]` sections, so that a pair measures the
 # code and not the build: a BASE from before 50413b8 (fat LTO) would otherwise be compiled with
@@ -85,12 +91,22 @@ if [ "$BASE_PROFILE" = tree ]; then
   } >"$TMP/base-manifest.toml"
   mv "$TMP/base-manifest.toml" "$TMP/base/Cargo.toml"
 fi
-"$CARGO" build --release --bin tokengate --manifest-path "$TMP/base/Cargo.toml" --target-dir "$ROOT/target" ||
+"$CARGO" build --release --bin tokengate --manifest-path "$TMP/base/Cargo.toml" --target-dir "$ROOT/target/revisions-base" ||
   die "BASE does not build"
-cp "$ROOT/target/release/tokengate" "$TMP/tokengate-base"
+cp "$ROOT/target/revisions-base/release/tokengate" "$TMP/tokengate-base"
 log "building the working tree ($HEAD_DESC): tokengate, bench_upstream, mint_tokens"
 "$CARGO" build --release --bin tokengate --example bench_upstream --example mint_tokens
 cp "$ROOT/target/release/tokengate" "$TMP/tokengate-head"
+# Different sources must give different binaries; the same sources (BASE=HEAD with a clean tree)
+# give a calibration-only run, which is allowed.
+if cmp -s "$TMP/tokengate-base" "$TMP/tokengate-head"; then
+  if git -C "$ROOT" diff --quiet "$BASE_REV" -- src examples Cargo.toml Cargo.lock &&
+    [ -z "$(git -C "$ROOT" ls-files --others --exclude-standard -- src examples)" ]; then
+    log "BASE and the working tree have the same sources: both sides run the same binary"
+  else
+    die "BASE and the working tree differ but built to the same binary: a stale build"
+  fi
+fi
 EX="$ROOT/target/release/examples"
 
 pairs_start "$EX"
