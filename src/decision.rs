@@ -266,14 +266,16 @@ fn split_authority(text: &str) -> Result<HostPort<'_>, Rejection> {
     Ok((normalise_host(host)?, port))
 }
 
-/// Lower-cases a host and drops one trailing dot, refusing anything that is not a plain DNS name
-/// or IPv6 literal. The upstream then receives exactly this spelling, so it cannot read a host
-/// the router did not match (`WWW.EXAMPLE..` matching `www.example` here, something else there).
-/// Most clients already send the canonical spelling, which is borrowed, not copied.
+/// Lower-cases a host and drops one trailing dot, refusing anything that is not a plain DNS name,
+/// a dotted-quad IPv4 address or an IPv6 literal. The upstream then receives exactly this
+/// spelling, so it cannot read a host the router did not match (`WWW.EXAMPLE..` matching
+/// `www.example` here, something else there). Most clients already send the canonical spelling,
+/// which is borrowed, not copied.
 fn normalise_host(host: &str) -> Result<Cow<'_, str>, Rejection> {
     let h = host.strip_suffix('.').unwrap_or(host);
     let valid = match h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
         Some(literal) => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+        None if ends_in_a_number(h) => h.parse::<std::net::Ipv4Addr>().is_ok(),
         None => {
             !h.is_empty()
                 && h.split('.').all(|label| {
@@ -292,6 +294,27 @@ fn normalise_host(host: &str) -> Result<Cow<'_, str>, Rejection> {
     } else {
         Cow::Borrowed(h)
     })
+}
+
+/// Whether the last label is a number (decimal, or hex after `0x`), as in the WHATWG URL
+/// standard's IPv4 rule. No top-level domain is numeric, so such a host is meant as an IPv4
+/// address, and upstreams that parse it with `inet_aton` read `127.1`, `0x7f.0.0.1` or
+/// `2130706433` as 127.0.0.1: a route for `127.0.0.1` would not match them here, and a later
+/// route would send them on. Only the one canonical dotted-quad spelling is therefore accepted.
+fn ends_in_a_number(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    let (digits, hex) = match last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
+        Some(rest) => (rest, true),
+        None => (last, false),
+    };
+    (hex || !digits.is_empty())
+        && digits.bytes().all(|b| {
+            if hex {
+                b.is_ascii_hexdigit()
+            } else {
+                b.is_ascii_digit()
+            }
+        })
 }
 
 fn authorize(

@@ -245,6 +245,10 @@ fn host_values_split_into_a_checked_host_and_port() {
         ("127.0.0.1:65535", ("127.0.0.1", Some(65535))),
         ("Api.Example.Com.:443", ("api.example.com", Some(443))),
         ("h_1-a", ("h_1-a", None)),
+        ("10.0.0.1:80", ("10.0.0.1", Some(80))),
+        ("api.v1", ("api.v1", None)),
+        ("1a.example", ("1a.example", None)),
+        ("0xfeed.example", ("0xfeed.example", None)),
     ];
     for (text, (host, port)) in ok {
         let got = split_authority(text);
@@ -270,6 +274,18 @@ fn host_values_split_into_a_checked_host_and_port() {
         ".",
         "a b",
         "a:-1",
+        // A host ending in a number is IPv4, and only its dotted-quad spelling is accepted: the
+        // others read as 127.0.0.1 (or as some other address) to `inet_aton`.
+        "127.1",
+        "0x7f.0.0.1",
+        "2130706433",
+        "127.0.0.01",
+        "1.2.3.4.5",
+        "256.0.0.1",
+        "a.1",
+        "a.0x",
+        "a.0x1f",
+        "0X7F000001:80",
     ];
     for text in bad {
         assert_eq!(
