@@ -7,7 +7,7 @@
 //!             path     normalise(raw target) -> normalised path      | unsafe -> 400
 //!             route    Router::find(host, method, path) -> &Route    | none -> 404, never forwarded
 //!             token    bearer_bytes(headers) -> &[u8]                | missing -> 401, malformed -> 400
-//!             cache    GMAC tag of the bytes -> a cached Verified    | hit: time rules re-checked
+//!             cache    keyed tag of the bytes -> a cached Verified   | hit: time rules re-checked
 //!             token    check_syntax(bytes) -> &str (on a miss)       | not a b64token -> 400
 //!             verify   verify(token, issuers, now) -> Verified       | bad -> 401 invalid_token
 //!             jwks     key sets per issuer, fetched in background    | unavailable -> 503
