@@ -152,6 +152,8 @@ fn cache_key(c: &mut Criterion) {
     let token = mint(&FIXTURES[0], "read:data");
     let cache = tokengate::cache::TokenCache::new(1);
     let mut g = c.benchmark_group("cache_key");
+    // Reported as bytes per second too, which also shows the token's length.
+    g.throughput(criterion::Throughput::Bytes(token.len() as u64));
     g.bench_function("tag", |b| {
         b.iter(|| cache.key_of(black_box(token.as_bytes())))
     });

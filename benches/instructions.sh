@@ -15,7 +15,7 @@
 # One blind spot is known: valgrind does not emulate the SHA extensions, so aws-lc runs its AVX
 # SHA-256 under callgrind, not the SHA-NI code it runs natively on this CPU, and the count says
 # nothing about the native cost. That function gets its own column, and the ratios are also given
-# without it. Since the cache key became a GMAC tag (2026-12-03), a cache hit runs no SHA-256
+# without it. Since the cache key became a keyed AES-256-GCM-SIV tag (2026-12-03), a cache hit runs no SHA-256
 # (the column is 0 for J1 and JN); an uncached RS256 request still hashes its signing input.
 #
 # Proxies, each under callgrind and pinned to core 0 (upstream and wrk on core 1): gateway g

@@ -72,7 +72,8 @@ check_knobs ROUNDS DURATION WARMUP CONNS POOL
 case $BASE_PROFILE in tree | own) ;; *) die "BASE_PROFILE must be tree or own, not '$BASE_PROFILE'" ;; esac
 bench_setup
 # What goes into the gateway binary; untracked files count (a new module is one).
-HEAD_DESC=$(tree_revision src examples build.rs Cargo.toml Cargo.lock)
+GATEWAY_SOURCES=(src examples build.rs Cargo.toml Cargo.lock)
+HEAD_DESC=$(tree_revision "${GATEWAY_SOURCES[@]}")
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMAND="BASE=$BASE BASE_PROFILE=$BASE_PROFILE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
 for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
@@ -100,8 +101,8 @@ cp "$ROOT/target/release/tokengate" "$TMP/tokengate-head"
 # Different sources must give different binaries; the same sources (BASE=HEAD with a clean tree)
 # give a calibration-only run, which is allowed.
 if cmp -s "$TMP/tokengate-base" "$TMP/tokengate-head"; then
-  if git -C "$ROOT" diff --quiet "$BASE_REV" -- src examples Cargo.toml Cargo.lock &&
-    [ -z "$(git -C "$ROOT" ls-files --others --exclude-standard -- src examples)" ]; then
+  if git -C "$ROOT" diff --quiet "$BASE_REV" -- "${GATEWAY_SOURCES[@]}" &&
+    [ -z "$(git -C "$ROOT" ls-files --others --exclude-standard -- "${GATEWAY_SOURCES[@]}")" ]; then
     log "BASE and the working tree have the same sources: both sides run the same binary"
   else
     die "BASE and the working tree differ but built to the same binary: a stale build"

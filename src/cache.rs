@@ -46,9 +46,9 @@ impl Cached {
 /// steerable without the cache's secret key, so its first eight bytes are the hash: hashing it
 /// again (moka's default is SipHash) would spend time on every lookup for nothing.
 #[derive(Default)]
-pub struct DigestPrefix(u64);
+pub struct TagPrefix(u64);
 
-impl Hasher for DigestPrefix {
+impl Hasher for TagPrefix {
     fn write(&mut self, bytes: &[u8]) {
         // `[u8; 16]` hashes as a length write and then the 16 bytes: each write contributes its
         // first eight bytes, which for the tag is the evenly spread part.
@@ -66,7 +66,7 @@ impl Hasher for DigestPrefix {
 /// A token's cache key: its [`TokenMac`] tag.
 pub type CacheKey = [u8; 16];
 
-type Table = moka::sync::Cache<CacheKey, Cached, BuildHasherDefault<DigestPrefix>>;
+type Table = moka::sync::Cache<CacheKey, Cached, BuildHasherDefault<TagPrefix>>;
 
 struct ExpireAtExp;
 
@@ -90,9 +90,15 @@ impl moka::Expiry<CacheKey, Cached> for ExpireAtExp {
 /// slots per entry. A larger bound still works; its table grows on demand past this.
 const MAX_PRESIZED: u64 = 131_072;
 
-/// The cache and the key of its tags, or nothing when disabled.
+/// The cache, or nothing when disabled.
 pub struct TokenCache {
-    inner: Option<(Table, TokenMac)>,
+    inner: Option<Inner>,
+}
+
+/// An enabled cache: the table and the key its entries are filed under.
+struct Inner {
+    table: Table,
+    mac: TokenMac,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -100,7 +106,7 @@ impl std::fmt::Debug for TokenCache {
         f.debug_struct("TokenCache")
             .field(
                 "entries",
-                &self.inner.as_ref().map(|(c, _)| c.entry_count()),
+                &self.inner.as_ref().map(|i| i.table.entry_count()),
             )
             .finish()
     }
@@ -170,41 +176,41 @@ impl TokenCache {
             .expire_after(ExpireAtExp)
             .build_with_hasher(BuildHasherDefault::default());
         TokenCache {
-            inner: Some((table, mac)),
+            inner: Some(Inner { table, mac }),
         }
     }
 
     /// The cache key of `token`, or `None` when the cache is disabled: a disabled cache costs no
     /// hash per request.
     pub fn key_of(&self, token: &[u8]) -> Option<CacheKey> {
-        self.inner.as_ref().and_then(|(_, mac)| mac.tag(token))
+        self.inner.as_ref().and_then(|i| i.mac.tag(token))
     }
 
     /// The cached result for `token`, if any.
     pub fn get(&self, key: &CacheKey) -> Option<Cached> {
-        self.inner.as_ref()?.0.get(key)
+        self.inner.as_ref()?.table.get(key)
     }
 
     /// Remembers a successful verification by the key with fingerprint `by`.
     pub fn insert(&self, key: CacheKey, verified: Arc<Verified>, by: Fingerprint) {
-        if let Some((cache, _)) = &self.inner {
-            cache.insert(key, Cached { verified, key: by });
+        if let Some(inner) = &self.inner {
+            inner.table.insert(key, Cached { verified, key: by });
         }
     }
 
     /// Forgets `token` (its key was revoked).
     pub fn remove(&self, key: &CacheKey) {
-        if let Some((cache, _)) = &self.inner {
-            cache.invalidate(key);
+        if let Some(inner) = &self.inner {
+            inner.table.invalidate(key);
         }
     }
 
     /// Entries currently held, for metrics. Settles moka's pending bookkeeping first, which is
     /// why it is called on scrape only, never per request.
     pub fn len(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |(c, _)| {
-            c.run_pending_tasks();
-            c.entry_count()
+        self.inner.as_ref().map_or(0, |i| {
+            i.table.run_pending_tasks();
+            i.table.entry_count()
         })
     }
 
@@ -229,7 +235,7 @@ mod tests {
     #[test]
     fn table_hash_is_the_tag_prefix_and_tells_keys_apart() {
         let mac = mac();
-        let build = BuildHasherDefault::<DigestPrefix>::default();
+        let build = BuildHasherDefault::<TagPrefix>::default();
         let hashes: std::collections::HashSet<u64> = (0..10_000)
             .map(|i| build.hash_one(tag(&mac, format!("token-{i}").as_bytes())))
             .collect();

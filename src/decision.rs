@@ -303,18 +303,10 @@ fn normalise_host(host: &str) -> Result<Cow<'_, str>, Rejection> {
 /// route would send them on. Only the one canonical dotted-quad spelling is therefore accepted.
 fn ends_in_a_number(host: &str) -> bool {
     let last = host.rsplit('.').next().unwrap_or(host);
-    let (digits, hex) = match last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
-        Some(rest) => (rest, true),
-        None => (last, false),
-    };
-    (hex || !digits.is_empty())
-        && digits.bytes().all(|b| {
-            if hex {
-                b.is_ascii_hexdigit()
-            } else {
-                b.is_ascii_digit()
-            }
-        })
+    match last.strip_prefix("0x").or_else(|| last.strip_prefix("0X")) {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 fn authorize(
@@ -392,7 +384,7 @@ fn identity_headers(route: &Route, verified: &Verified) -> IdentityHeaders {
         .iter()
         .filter_map(|f| {
             let value = verified.rendered.get(f.slot)?;
-            Some((f.wire.clone(), value))
+            Some((f.wire().clone(), value))
         })
         .collect()
 }

@@ -71,10 +71,9 @@ pub enum Auth {
 #[derive(Debug, Clone)]
 pub struct ForwardClaim {
     pub header: HeaderName,
-    /// `header`'s bytes, as pingora takes a name it stores without copying: handed a `HeaderName`
-    /// that is not a standard one, pingora copies its text into a new buffer for every request.
-    /// Set only by [`ForwardClaim::new`], so it always spells `header`.
-    pub wire: bytes::Bytes,
+    /// `header`'s bytes (see [`ForwardClaim::wire`]); private, so only `new` sets it and it
+    /// always spells `header`.
+    wire: bytes::Bytes,
     pub claim: ClaimPath,
     /// Index of `claim` in [`crate::runtime::Runtime::forwarded_claims`], where each verified
     /// token keeps its header value rendered once.
@@ -90,6 +89,12 @@ impl ForwardClaim {
             claim,
             slot: 0,
         }
+    }
+
+    /// `header`'s bytes, as pingora takes a name it stores without copying: handed a `HeaderName`
+    /// that is not a standard one, pingora copies its text into a new buffer for every request.
+    pub fn wire(&self) -> &bytes::Bytes {
+        &self.wire
     }
 }
 

@@ -628,6 +628,9 @@ fn malformed_host_headers_are_400_not_routed() {
         "[::1]x",
         "[::1].",
         "api.test]",
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
     ] {
         eprintln!("case: Host: {host:?}");
         let resp = env.request("GET", "/hosted/x", &[("Host", host)]);
