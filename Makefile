@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers bench-instructions check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers bench-instructions bench-profile check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -50,6 +50,7 @@ check-scripts:
 	bash -n benches/revisions.sh
 	bash -n benches/peers.sh
 	bash -n benches/instructions.sh
+	bash -n benches/profile.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -88,6 +89,12 @@ bench-peers: deps
 ## cost and confirming a change; writes target/bench/instructions-report.md.
 bench-instructions: deps
 	CARGO="$(CARGO)" bash benches/instructions.sh
+
+## Where a request's CPU goes, kernel and CPU-cache misses included: perf samples of each
+## scenario set against P's, symbol by symbol (benches/profile.sh; installs linux-perf with
+## apt-get if missing); writes target/bench/profile-report.md.
+bench-profile: deps
+	CARGO="$(CARGO)" bash benches/profile.sh
 
 ## The [server] tuning sweep (benches/tuning.sh): each pingora knob against the default, one run;
 ## writes target/bench/tuning-report.md.

@@ -77,11 +77,7 @@ ports_free $UP_PORT $G_PORT $GU_PORT $BARE_PORT $((G_PORT + 100)) $((GU_PORT + 1
 REVISION=$(bench_revision)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 build_release
-if [ -n "${GW_BIN:-}" ]; then
-  [ -x "$GW_BIN" ] || die "GW_BIN $GW_BIN is not an executable"
-  BIN=$GW_BIN
-  REVISION="GW_BIN $GW_BIN"
-fi
+use_gw_bin
 
 # cg_wrap OUT BIN [run]: a script that runs BIN under callgrind (with `run`: only `BIN run ...`,
 # so that `tokengate check` runs natively). Each process writes $TMP/cg-PID.out.N, one per dump.

@@ -105,6 +105,15 @@ build_release() {
   [ "${1:-}" != bare-lto ] || BARE_LTO_BIN="$EX/bare_pingora"
 }
 
+# use_gw_bin: after build_release, when GW_BIN names another tokengate build, BIN is that one and
+# REVISION says so: the scripts that measure one gateway at a time can then measure any build.
+use_gw_bin() {
+  [ -n "${GW_BIN:-}" ] || return 0
+  [ -x "$GW_BIN" ] || die "GW_BIN $GW_BIN is not an executable"
+  BIN=$GW_BIN
+  REVISION="GW_BIN $GW_BIN"
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
