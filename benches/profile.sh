@@ -65,7 +65,7 @@ command -v perf >/dev/null 2>&1 || apt_install linux-perf
 perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 || die "perf cannot sample here (perf_event_paranoid?)"
 ports_free $UP_PORT $G_PORT $GU_PORT $((G_PORT + 100)) $((GU_PORT + 100))
 
-COMMAND="SCENARIOS=\"$SCENARIOS\" DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FREQ=$FREQ${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/profile.sh"
+COMMAND="SCENARIOS=\"$SCENARIOS\" DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FREQ=$FREQ TOP=$TOP${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/profile.sh"
 REVISION=$(bench_revision)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 build_release
