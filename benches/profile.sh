@@ -16,8 +16,9 @@
 # (examples/bench_upstream) and wrk on core 1. Per scenario: wrk starts, and after WARMUP seconds
 # (for J10k, after every token of the pool has been sent once, so the cache holds them all)
 # `perf record -e cpu-clock -F $FREQ -p <gateway>` samples for DURATION seconds. The requests the
-# gateway served in that window come from its own counters (`tokengate_requests_total`), so
-# µs per request = samples / FREQ / requests, per symbol and in all.
+# gateway served in that window come from its own counters (`tokengate_requests_total`: their rate
+# over the window times DURATION), so µs per request = samples / FREQ / requests, per symbol and
+# in all.
 # A sampling profile is a measurement like any other: a symbol under about 0.05 µs per request
 # moves with the run, and the whole profile moves with the machine's speed at that moment (README
 # BENCHMARKS). Read the differences between scenarios, measured minutes apart, accordingly.
@@ -111,15 +112,21 @@ profile() {
   "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$((warm + DURATION + 2))s" -s "$LUA" "http://127.0.0.1:$port" >"$TMP/wrk-$sc.out" 2>&1 &
   WRK_PID=$!
   sleep "$warm"
-  local n0 n1
+  # The counters are read just before perf starts and just after it ends, a little outside the
+  # DURATION seconds it samples: the requests sampled are the rate between the two readings times
+  # DURATION, not their difference.
+  local n0 n1 t0 t1
+  t0=$(date +%s.%N)
   n0=$(served $((port + 100)))
   "${PIN_LOAD[@]}" perf record -q -e cpu-clock -F "$FREQ" -p "$pid" -o "$TMP/$sc.data" -- sleep "$DURATION" 2>"$TMP/perf-$sc.log"
   n1=$(served $((port + 100)))
+  t1=$(date +%s.%N)
   wait "$WRK_PID" || die "wrk failed in $sc: $(cat "$TMP/wrk-$sc.out")"
   WRK_PID=""
   [ "$(field non2xx "$TMP/wrk-$sc.out")" = 0 ] && [ "$(field errors "$TMP/wrk-$sc.out")" = 0 ] ||
     die "$sc: non-2xx responses or socket errors: $(grep '^RESULT' "$TMP/wrk-$sc.out")"
-  local req=$((n1 - n0))
+  local req
+  req=$(calc '%.0f' "($n1 - $n0) / ($t1 - $t0) * $DURATION")
   ((req > 0)) || die "$sc: no requests served while sampling"
   perf report -i "$TMP/$sc.data" --no-children --sort sym -F sample,sym --stdio -t $'\t' 2>/dev/null |
     awk -F'\t' -v f="$FREQ" -v n="$req" '
