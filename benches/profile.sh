@@ -23,9 +23,9 @@
 # moves with the run, and the whole profile moves with the machine's speed at that moment (README
 # BENCHMARKS). Read the differences between scenarios, measured minutes apart, accordingly.
 #
-# Environment: SCENARIOS [P J1 J10k JU], DURATION seconds sampled [8], WARMUP [3], CONNS [50],
-# POOL [10000], FREQ samples per second [4000], TOP rows per table [20], IDLE_WAIT [10], GW_BIN,
-# KEEP_TMP=1.
+# Environment: SCENARIOS [P J1 J10k JU], ROUNDS of them all in turn [2], DURATION seconds
+# sampled [8], WARMUP [3], CONNS [50], POOL [10000], FREQ samples per second [4000], TOP rows
+# per table [20], IDLE_WAIT [10], GW_BIN, KEEP_TMP=1.
 # Output: a markdown report on stdout and in target/bench/profile-report.md.
 
 set -euo pipefail
@@ -41,7 +41,7 @@ POOL=${POOL:-10000}
 FREQ=${FREQ:-4000}
 TOP=${TOP:-20}
 IDLE_WAIT=${IDLE_WAIT:-10}
-ROUNDS=1
+ROUNDS=${ROUNDS:-2}
 ACCESS_LOG=false
 CARGO=${CARGO:-cargo}
 
@@ -56,7 +56,7 @@ BENCH_NAME=profile
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
 
-check_knobs DURATION WARMUP CONNS POOL FREQ TOP
+check_knobs ROUNDS DURATION WARMUP CONNS POOL FREQ TOP
 for sc in $SCENARIOS; do
   [[ $sc =~ ^(P|J1|J10k|JU)$ ]] || die "unknown scenario '$sc' (P, J1, J10k, JU)"
 done
@@ -66,7 +66,7 @@ command -v perf >/dev/null 2>&1 || apt_install linux-perf
 perf record -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 || die "perf cannot sample here (perf_event_paranoid?)"
 ports_free $UP_PORT $G_PORT $GU_PORT $((G_PORT + 100)) $((GU_PORT + 100))
 
-COMMAND="SCENARIOS=\"$SCENARIOS\" DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FREQ=$FREQ TOP=$TOP${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/profile.sh"
+COMMAND="SCENARIOS=\"$SCENARIOS\" ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL FREQ=$FREQ TOP=$TOP${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/profile.sh"
 REVISION=$(bench_revision)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 build_release
@@ -100,11 +100,11 @@ served() {
     awk '/^tokengate_requests_total\{/ { t += $NF } END { printf "%d\n", t }'
 }
 
-# profile SCENARIO PORT PID PATH TOKENS: one sampled window under load; writes
-# $TMP/SCENARIO.syms (µs per request, then the symbol) and the line "SCENARIO total requests
-# rps" to $TMP/totals.
+# profile SCENARIO ROUND PORT PID PATH TOKENS: one sampled window under load; writes
+# $TMP/SCENARIO-ROUND.samples (samples, then the symbol) and appends "ROUND requests µs" to
+# $TMP/SCENARIO.rounds.
 profile() {
-  local sc=$1 port=$2 pid=$3 path=$4 tokens=$5 warm=$WARMUP
+  local sc=$1 round=$2 port=$3 pid=$4 path=$5 tokens=$6 warm=$WARMUP
   # J10k: the pool once through the cache first, at the rate J1 runs, with room to spare
   [ "$sc" != J10k ] || warm=$((WARMUP + POOL / 5000 + 1))
   export BENCH_PATH=$path BENCH_TOKENS=$tokens
@@ -112,13 +112,13 @@ profile() {
   "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$((warm + DURATION + 2))s" -s "$LUA" "http://127.0.0.1:$port" >"$TMP/wrk-$sc.out" 2>&1 &
   WRK_PID=$!
   sleep "$warm"
-  # The counters are read just before perf starts and just after it ends, a little outside the
-  # DURATION seconds it samples: the requests sampled are the rate between the two readings times
-  # DURATION, not their difference.
-  local n0 n1 t0 t1
+  # The counters are read just before perf starts and just after it ends, about a second outside
+  # the DURATION seconds it samples: the requests sampled are the rate between the two readings
+  # times DURATION, not their difference.
+  local n0 n1 t0 t1 data="$TMP/$sc-$round.data"
   t0=$(date +%s.%N)
   n0=$(served $((port + 100)))
-  "${PIN_LOAD[@]}" perf record -q -e cpu-clock -F "$FREQ" -p "$pid" -o "$TMP/$sc.data" -- sleep "$DURATION" 2>"$TMP/perf-$sc.log"
+  "${PIN_LOAD[@]}" perf record -q -e cpu-clock -F "$FREQ" -p "$pid" -o "$data" -- sleep "$DURATION" 2>"$TMP/perf-$sc.log"
   n1=$(served $((port + 100)))
   t1=$(date +%s.%N)
   wait "$WRK_PID" || die "wrk failed in $sc: $(cat "$TMP/wrk-$sc.out")"
@@ -128,25 +128,36 @@ profile() {
   local req
   req=$(calc '%.0f' "($n1 - $n0) / ($t1 - $t0) * $DURATION")
   ((req > 0)) || die "$sc: no requests served while sampling"
-  perf report -i "$TMP/$sc.data" --no-children --sort sym -F sample,sym --stdio -t $'\t' 2>/dev/null |
-    awk -F'\t' -v f="$FREQ" -v n="$req" '
+  perf report -i "$data" --no-children --sort sym -F sample,sym --stdio -t $'\t' 2>/dev/null |
+    awk -F'\t' '
       /^#/ || NF < 2 { next }
       { s = $1 + 0; sym = $2; sub(/^ *\[[.kug]\] */, "", sym); gsub(/^ +| +$/, "", sym)
-        if (s > 0) printf "%.4f\t%s\n", s / f / n * 1e6, sym }' >"$TMP/$sc.syms"
-  local total
-  total=$(awk -F'\t' '{ t += $1 } END { printf "%.2f", t }' "$TMP/$sc.syms")
-  echo "$sc $total $req $(calc '%.0f' "$req / $DURATION")" >>"$TMP/totals"
-  log "$sc: $total µs per request sampled, $req requests in ${DURATION}s"
+        if (s > 0) printf "%d\t%s\n", s, sym }' >"$TMP/$sc-$round.samples"
+  rm -f "$data"
+  local us
+  us=$(awk -F'\t' -v f="$FREQ" -v n="$req" '{ t += $1 } END { printf "%.2f", t / f / n * 1e6 }' "$TMP/$sc-$round.samples")
+  echo "$round $req $us" >>"$TMP/$sc.rounds"
+  log "round $round $sc: $us µs per request sampled, $req requests in ${DURATION}s"
 }
 
+# ROUNDS rounds of every scenario in turn, so that the machine's drift spreads over all of them;
+# each scenario's profile is then the sum of its rounds' samples over the sum of their requests.
+for ((round = 1; round <= ROUNDS; round++)); do
+  for sc in $SCENARIOS; do
+    case $sc in
+      P) profile P "$round" $G_PORT "$G_PID" /p "$TMP/tokens-1.txt" ;;
+      J1) profile J1 "$round" $G_PORT "$G_PID" /j "$TMP/tokens-1.txt" ;;
+      J10k) profile J10k "$round" $G_PORT "$G_PID" /j "$TMP/tokens-pool.txt" ;;
+      JU) profile JU "$round" $GU_PORT "$GU_PID" /j "$TMP/tokens-pool.txt" ;;
+    esac
+  done
+done
 : >"$TMP/totals"
 for sc in $SCENARIOS; do
-  case $sc in
-    P) profile P $G_PORT "$G_PID" /p "$TMP/tokens-1.txt" ;;
-    J1) profile J1 $G_PORT "$G_PID" /j "$TMP/tokens-1.txt" ;;
-    J10k) profile J10k $G_PORT "$G_PID" /j "$TMP/tokens-pool.txt" ;;
-    JU) profile JU $GU_PORT "$GU_PID" /j "$TMP/tokens-pool.txt" ;;
-  esac
+  req=$(awk '{ t += $2 } END { print t }' "$TMP/$sc.rounds")
+  cat "$TMP/$sc"-*.samples |
+    awk -F'\t' -v f="$FREQ" -v n="$req" '{ s[$2] += $1 } END { for (k in s) printf "%.4f\t%s\n", s[k] / f / n * 1e6, k }' >"$TMP/$sc.syms"
+  echo "$sc $(awk -F'\t' '{ t += $1 } END { printf "%.2f", t }' "$TMP/$sc.syms") $req $(awk '{ printf "%s%s", (NR > 1 ? " / " : ""), $3 }' "$TMP/$sc.rounds")" >>"$TMP/totals"
 done
 
 # diff A B: symbols by (B - A) µs per request, largest first, and the sum of the rest
@@ -170,11 +181,11 @@ diff_table() {
   echo "- Command: \`$COMMAND\`"
   echo "- Revision: $REVISION"
   echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
-  echo "- Per scenario: \`wrk -t1 -c$CONNS\`, $WARMUP s warm-up (J10k: until the pool of $POOL tokens is cached), then \`perf record -e cpu-clock -F $FREQ\` of the gateway for $DURATION s; requests from the gateway's counters"
+  echo "- Per scenario: \`wrk -t1 -c$CONNS\`, $WARMUP s warm-up (J10k: until the pool of $POOL tokens is cached), then \`perf record -e cpu-clock -F $FREQ\` of the gateway for $DURATION s; $ROUNDS rounds of every scenario in turn, samples and requests summed over them; requests from the gateway's counters"
   echo
-  echo "| scenario | µs per request (sampled) | requests sampled | req/s |"
-  echo "|---|---:|---:|---:|"
-  awk '{ printf "| %s | %.2f | %d | %d |\n", $1, $2, $3, $4 }' "$TMP/totals"
+  echo "| scenario | µs per request (sampled, all rounds) | requests sampled | µs per request, each round |"
+  echo "|---|---:|---:|---|"
+  awk '{ r = $4; for (i = 5; i <= NF; i++) r = r " " $i; printf "| %s | %.2f | %d | %s |\n", $1, $2, $3, r }' "$TMP/totals"
   echo
   echo "## P: where a passthrough request goes"
   echo
