@@ -90,7 +90,7 @@ bench-peers: deps
 bench-instructions: deps
 	CARGO="$(CARGO)" bash benches/instructions.sh
 
-## Where a request's CPU goes, kernel and CPU-cache misses included: perf samples of each
+## Where a request's CPU goes, kernel and memory stalls included: perf samples of each
 ## scenario set against P's, symbol by symbol (benches/profile.sh; installs linux-perf with
 ## apt-get if missing); writes target/bench/profile-report.md.
 bench-profile: deps
