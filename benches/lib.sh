@@ -38,6 +38,11 @@ ports_free() {
 # Tools: wrk (and curl) are installed with apt-get when missing; taskset comes with util-linux,
 # cmake is pingora's native build dependency.
 
+# The gateway runs with the allocator setting its systemd unit ships (systemd/tokengate.service:
+# mimalloc retains 16 emptied pages per size class); MIMALLOC_PAGE_FULL_RETAIN=2 measures
+# mimalloc's default. Bare pingora uses the system allocator, which ignores it.
+export MIMALLOC_PAGE_FULL_RETAIN=${MIMALLOC_PAGE_FULL_RETAIN:-16}
+
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 apt_install() {
