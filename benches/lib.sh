@@ -38,11 +38,6 @@ ports_free() {
 # Tools: wrk (and curl) are installed with apt-get when missing; taskset comes with util-linux,
 # cmake is pingora's native build dependency.
 
-# The gateway runs with the allocator setting its systemd unit ships (systemd/tokengate.service:
-# mimalloc retains 16 emptied pages per size class); MIMALLOC_PAGE_FULL_RETAIN=2 measures
-# mimalloc's default. Bare pingora uses the system allocator, which ignores it.
-export MIMALLOC_PAGE_FULL_RETAIN=${MIMALLOC_PAGE_FULL_RETAIN:-16}
-
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 apt_install() {
@@ -51,8 +46,8 @@ apt_install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# bench_setup: installs what is missing, decides the pinning, makes the work directory TMP and
-# arms the cleanup. Every process started with start_bg is stopped on exit, and so is a wrk whose
+# bench_setup: installs what is missing, decides the pinning, sets the gateway's allocator
+# setting, makes the work directory TMP and arms the cleanup. Every process started with start_bg is stopped on exit, and so is a wrk whose
 # pid is in WRK_PID.
 bench_setup() {
   local missing=() t
@@ -65,6 +60,12 @@ bench_setup() {
     command -v "$t" >/dev/null 2>&1 || die "$t not found"
   done
   command -v "$CARGO" >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup)"
+
+  # Every gateway runs with the allocator setting its systemd unit ships
+  # (systemd/tokengate.service: mimalloc retains 16 emptied pages per size class);
+  # MIMALLOC_PAGE_FULL_RETAIN=2 measures mimalloc's default. Bare pingora uses the system
+  # allocator, which ignores it.
+  export MIMALLOC_PAGE_FULL_RETAIN=${MIMALLOC_PAGE_FULL_RETAIN:-16}
 
   NPROC=$(nproc)
   CLK_TCK=$(getconf CLK_TCK)

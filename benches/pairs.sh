@@ -1,5 +1,6 @@
 # Shared by benches/sidebyside.sh, benches/revisions.sh and benches/peers.sh (sourced after
-# benches/lib.sh, not run): measuring two proxies at the same moment. Each side of a pair is a
+# benches/lib.sh, not run), and its helpers by benches/instructions.sh and benches/profile.sh:
+# measuring two proxies at the same moment. Each side of a pair is a
 # proxy process pinned to core 0 under its own wrk on core 1, so whatever the machine does during
 # the measurement it does to both, and B/A of their CPU per request is what one costs against the
 # other.

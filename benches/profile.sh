@@ -60,6 +60,9 @@ LUA="$ROOT/benches/load/bench.lua"
 BENCH_NAME=profile
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
+# For its gateway, token and cache-filling helpers (pairs_start, gateway, fill_cache).
+# shellcheck source=benches/pairs.sh
+source "$ROOT/benches/pairs.sh"
 
 check_knobs ROUNDS DURATION WARMUP CONNS POOL FREQ TOP
 for sc in $SCENARIOS; do
@@ -82,23 +85,12 @@ STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 build_release
 use_gw_bin
 
-"$EX/mint_tokens" --count "$POOL" --out "$TMP/tokens-pool.txt" --jwks "$TMP/jwks.json" --lifetime 3600
-head -n 1 "$TMP/tokens-pool.txt" >"$TMP/tokens-1.txt"
-start_bg upstream "${PIN_LOAD[@]}" "$EX/bench_upstream" "127.0.0.1:$UP_PORT"
-wait_http "http://127.0.0.1:$UP_PORT/" upstream "$LAST_PID"
-
-# gateway NAME PORT SERVER_LINES: starts a checked gateway (admin on PORT + 100); pid in LAST_PID
-gateway() {
-  make_conf "$TMP/$1.toml" "$2" $(($2 + 100)) "$UP_PORT" "$3"
-  "$BIN" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
-  start_bg "$1" "${PIN_GW[@]}" "$BIN" run --config "$TMP/$1.toml"
-  wait_http "http://127.0.0.1:$(($2 + 100))/readyz" "$1" "$LAST_PID"
-}
-gateway g $G_PORT "token_cache_capacity = 100000"
+pairs_start "$EX"
+gateway g "$BIN" $G_PORT "token_cache_capacity = 100000"
 G_PID=$LAST_PID
-gateway gu $GU_PORT "token_cache_capacity = 0"
+gateway gu "$BIN" $GU_PORT "token_cache_capacity = 0"
 GU_PID=$LAST_PID
-TOKEN1=$(cat "$TMP/tokens-1.txt")
+TOKEN1=$(cat "$T1")
 expect_status 200 "http://127.0.0.1:$G_PORT/p" "$TOKEN1"
 expect_status 200 "http://127.0.0.1:$G_PORT/j" "$TOKEN1"
 expect_status 200 "http://127.0.0.1:$GU_PORT/j" "$TOKEN1"
@@ -109,26 +101,10 @@ served() {
   curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" |
     awk '/^tokengate_requests_total\{/ { t += $NF } END { printf "%d\n", t }'
 }
-metric() {
-  curl -fsS --max-time 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
-}
 
 # J10k's pool goes through the cache once before any round, so that every J10k window is all
 # hits and every J1 window runs beside the same full cache.
-if [[ " $SCENARIOS " == *" J10k "* ]]; then
-  export BENCH_PATH=/j BENCH_TOKENS="$TMP/tokens-pool.txt"
-  "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d120s -s "$LUA" "http://127.0.0.1:$G_PORT" >"$TMP/wrk-fill.out" 2>&1 &
-  WRK_PID=$!
-  fill_deadline=$((SECONDS + 100))
-  until (($(metric $((G_PORT + 100)) tokengate_token_cache_entries || echo 0) >= POOL)); do
-    ((SECONDS < fill_deadline)) || die "the cache did not reach $POOL entries within 100 s"
-    sleep 0.5
-  done
-  kill -INT "$WRK_PID" 2>/dev/null || true
-  wait "$WRK_PID" 2>/dev/null || true
-  WRK_PID=""
-  log "cache filled: $(metric $((G_PORT + 100)) tokengate_token_cache_entries) entries"
-fi
+[[ " $SCENARIOS " != *" J10k "* ]] || fill_cache $((G_PORT + 100)) $G_PORT "$TP" "$POOL"
 
 # profile SCENARIO ROUND PORT PID PATH TOKENS: one sampled window under load; writes
 # $TMP/SCENARIO-ROUND.samples (CPU ns sampled, k or u for kernel or user, the symbol) and appends
@@ -181,10 +157,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
   for ((k = 0; k < ${#ORDER[@]}; k++)); do
     if ((round % 2)); then sc=${ORDER[k]}; else sc=${ORDER[${#ORDER[@]} - 1 - k]}; fi
     case $sc in
-      P) profile P "$round" $G_PORT "$G_PID" /p "$TMP/tokens-1.txt" ;;
-      J1) profile J1 "$round" $G_PORT "$G_PID" /j "$TMP/tokens-1.txt" ;;
-      J10k) profile J10k "$round" $G_PORT "$G_PID" /j "$TMP/tokens-pool.txt" ;;
-      JU) profile JU "$round" $GU_PORT "$GU_PID" /j "$TMP/tokens-pool.txt" ;;
+      P) profile P "$round" $G_PORT "$G_PID" /p "$T1" ;;
+      J1) profile J1 "$round" $G_PORT "$G_PID" /j "$T1" ;;
+      J10k) profile J10k "$round" $G_PORT "$G_PID" /j "$TP" ;;
+      JU) profile JU "$round" $GU_PORT "$GU_PID" /j "$TP" ;;
     esac
   done
 done
