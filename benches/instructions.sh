@@ -39,6 +39,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# A relative GW_BIN names a file from where the script was started, not from ROOT.
+[ -z "${GW_BIN:-}" ] || GW_BIN=$(realpath -m -- "$GW_BIN")
 cd "$ROOT"
 
 BENCH_NAME=instructions

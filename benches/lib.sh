@@ -112,12 +112,14 @@ build_release() {
 }
 
 # use_gw_bin: after build_release, when GW_BIN names another tokengate build, BIN is that one and
-# REVISION says so: the scripts that measure one gateway at a time can then measure any build.
+# REVISION (the tree's, which the scripts and tools come from) says so too: the scripts that
+# measure one gateway at a time can then measure any build. The caller has made a relative GW_BIN
+# absolute before its `cd "$ROOT"`.
 use_gw_bin() {
   [ -n "${GW_BIN:-}" ] || return 0
   [ -x "$GW_BIN" ] || die "GW_BIN $GW_BIN is not an executable"
   BIN=$GW_BIN
-  REVISION="GW_BIN $GW_BIN"
+  REVISION="$REVISION; the gateway measured is GW_BIN $GW_BIN"
 }
 
 cleanup() {

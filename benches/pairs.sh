@@ -39,13 +39,32 @@ expect_200() {
   for url in "$@"; do expect_status 200 "http://127.0.0.1:$url" "$token"; done
 }
 
-# gateway NAME BIN PORT SERVER_LINES: checks and starts one gateway binary on PORT (admin on
-# PORT + 100) with the benchmark config; its pid lands in LAST_PID.
+# gateway NAME BIN PORT SERVER_LINES [NAME=VALUE...]: checks and starts one gateway binary on
+# PORT (admin on PORT + 100) with the benchmark config, and with the NAME=VALUE settings in its
+# environment only (an allocator setting, which the process reads only at start, can so differ
+# between the two sides of a pair); its pid lands in LAST_PID.
 gateway() {
-  make_conf "$TMP/$1.toml" "$3" $(($3 + 100)) "$UP_PORT" "$4"
-  "$2" check --config "$TMP/$1.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
-  start_bg "$1" "${PIN_GW[@]}" "$2" run --config "$TMP/$1.toml"
-  wait_http "http://127.0.0.1:$(($3 + 100))/readyz" "$1" "$LAST_PID"
+  local name=$1 bin=$2 port=$3 lines=$4
+  shift 4
+  make_conf "$TMP/$name.toml" "$port" $((port + 100)) "$UP_PORT" "$lines"
+  "$bin" check --config "$TMP/$name.toml" >"$TMP/check.log" 2>&1 || die "tokengate check failed: $(cat "$TMP/check.log")"
+  start_bg "$name" "${PIN_GW[@]}" env "$@" "$bin" run --config "$TMP/$name.toml"
+  wait_http "http://127.0.0.1:$((port + 100))/readyz" "$name" "$LAST_PID"
+  local setting
+  for setting in "$@"; do
+    # Not a pipe: under pipefail, grep -q leaving early could fail a tr still writing.
+    grep -qxF -- "$setting" < <(tr '\0' '\n' <"/proc/$LAST_PID/environ") || die "$name's environment lacks $setting"
+  done
+}
+
+# env_settings KNOB VALUE: checks that VALUE (a knob's value) is a space-separated list of
+# NAME=VALUE environment settings and puts them, one per element, in ENV_SETTINGS.
+env_settings() {
+  local s
+  read -r -a ENV_SETTINGS <<<"$2"
+  for s in "${ENV_SETTINGS[@]}"; do
+    [[ $s =~ ^[A-Za-z_][A-Za-z0-9_]*=[^[:space:]]*$ ]] || die "$1 must be NAME=VALUE settings separated by spaces, not '$s'"
+  done
 }
 
 # pairs_proxies BIN BARE_BIN: the proxies of benches/sidebyside.sh and benches/peers.sh, on the

@@ -3,6 +3,7 @@
 #
 #   BASE=886acad make bench-revisions          # or: BASE=886acad bash benches/revisions.sh
 #   BASE=HEAD~1 ROUNDS=5 bash benches/revisions.sh
+#   BASE=HEAD BASE_ENV="MIMALLOC_PAGE_FULL_RETAIN=2" bash benches/revisions.sh   # one binary, two environments
 #
 # A change of a microsecond or two per request is below what the alternating load.sh resolves on
 # a drifting machine (its calibration spans 0.92-1.02). Here the gateway built from BASE and the
@@ -30,12 +31,18 @@
 # cargo's defaults and look about 10% slower. BASE_PROFILE=own builds BASE with its own profiles
 # instead, which is how a change to the profiles themselves is measured.
 #
+# BASE_ENV and HEAD_ENV give BASE's and the working tree's gateways settings of their own in their
+# environment (on top of bench_setup's): with BASE=HEAD and a clean tree both sides run the same
+# binary, so a pair measures a setting the process reads only from its environment at start, such
+# as an allocator option. The calibration pair runs with HEAD_ENV.
+#
 # Pairs (A / B = BASE / working tree, the same requests to both):
 #   cal   working tree / working tree, on P
 #   P     GET /p (auth = "none", token carried)      J1   GET /j, one cached token
 #   J10k  GET /j, 10,000 cached tokens round-robin   JU   GET /j, the same tokens, cache disabled
 #
-# Environment: BASE (required: a commit, tag or branch), BASE_PROFILE [tree; own], ROUNDS [5],
+# Environment: BASE (required: a commit, tag or branch), BASE_PROFILE [tree; own], BASE_ENV and
+# HEAD_ENV [none; NAME=VALUE settings separated by spaces], ROUNDS [5],
 # DURATION seconds [4], WARMUP [1], CONNS per side [25], POOL [10000], IDLE_WAIT [10; 0 = off],
 # KEEP_TMP=1.
 # Output: a markdown report on stdout and in target/bench/revisions-report.md; raw rows in
@@ -48,6 +55,8 @@ cd "$ROOT"
 
 BASE=${BASE:-}
 BASE_PROFILE=${BASE_PROFILE:-tree}
+BASE_ENV=${BASE_ENV:-}
+HEAD_ENV=${HEAD_ENV:-}
 BENCH_NAME=revisions
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
@@ -70,12 +79,19 @@ LUA="$ROOT/benches/load/bench.lua"
 BASE_REV=$(git -C "$ROOT" rev-parse --verify --quiet "$BASE^{commit}") || die "BASE '$BASE' is not a commit"
 check_knobs ROUNDS DURATION WARMUP CONNS POOL
 case $BASE_PROFILE in tree | own) ;; *) die "BASE_PROFILE must be tree or own, not '$BASE_PROFILE'" ;; esac
+env_settings BASE_ENV "$BASE_ENV"
+BASE_SETTINGS=("${ENV_SETTINGS[@]}")
+env_settings HEAD_ENV "$HEAD_ENV"
+HEAD_SETTINGS=("${ENV_SETTINGS[@]}")
 bench_setup
 # What goes into the gateway binary; untracked files count (a new module is one).
 GATEWAY_SOURCES=(src examples build.rs Cargo.toml Cargo.lock)
 HEAD_DESC=$(tree_revision "${GATEWAY_SOURCES[@]}")
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-COMMAND="BASE=$BASE BASE_PROFILE=$BASE_PROFILE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
+ENV_KNOBS=""
+[ -z "$BASE_ENV" ] || ENV_KNOBS+="BASE_ENV=\"$BASE_ENV\" "
+[ -z "$HEAD_ENV" ] || ENV_KNOBS+="HEAD_ENV=\"$HEAD_ENV\" "
+COMMAND="BASE=$BASE BASE_PROFILE=$BASE_PROFILE ${ENV_KNOBS}ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_WAIT=$IDLE_WAIT bash benches/revisions.sh"
 for p in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do ports_free "$p" $((p + 100)); done
 ports_free $UP_PORT
 
@@ -112,15 +128,15 @@ EX="$ROOT/target/release/examples"
 
 pairs_start "$EX"
 CACHED="token_cache_capacity = 100000"
-gateway base "$TMP/tokengate-base" $BASE_PORT "$CACHED"
+gateway base "$TMP/tokengate-base" $BASE_PORT "$CACHED" "${BASE_SETTINGS[@]}"
 BASE_PID=$LAST_PID
-gateway head "$TMP/tokengate-head" $HEAD_PORT "$CACHED"
+gateway head "$TMP/tokengate-head" $HEAD_PORT "$CACHED" "${HEAD_SETTINGS[@]}"
 HEAD_PID=$LAST_PID
-gateway head2 "$TMP/tokengate-head" $HEAD2_PORT "$CACHED"
+gateway head2 "$TMP/tokengate-head" $HEAD2_PORT "$CACHED" "${HEAD_SETTINGS[@]}"
 HEAD2_PID=$LAST_PID
-gateway baseu "$TMP/tokengate-base" $BASEU_PORT "token_cache_capacity = 0"
+gateway baseu "$TMP/tokengate-base" $BASEU_PORT "token_cache_capacity = 0" "${BASE_SETTINGS[@]}"
 BASEU_PID=$LAST_PID
-gateway headu "$TMP/tokengate-head" $HEADU_PORT "token_cache_capacity = 0"
+gateway headu "$TMP/tokengate-head" $HEADU_PORT "token_cache_capacity = 0" "${HEAD_SETTINGS[@]}"
 HEADU_PID=$LAST_PID
 for port in $BASE_PORT $HEAD_PORT $HEAD2_PORT $BASEU_PORT $HEADU_PORT; do expect_200 "$port/p" "$port/j"; done
 
@@ -145,7 +161,8 @@ CAL_RPS=$(pair_spread cal 6)
   echo "## tokengate: two revisions side by side"
   echo
   echo "- Command: \`$COMMAND\` (started $STARTED)"
-  echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV"); B = working tree $HEAD_DESC"
+  echo "- A = BASE $(git -C "$ROOT" rev-parse --short "$BASE_REV")${BASE_ENV:+ with $BASE_ENV}; B = working tree $HEAD_DESC${HEAD_ENV:+ with $HEAD_ENV}"
+  echo "- Every gateway's environment also has bench_setup's MIMALLOC_PAGE_FULL_RETAIN=$MIMALLOC_PAGE_FULL_RETAIN unless a side sets its own"
   if [ "$BASE_PROFILE" = tree ]; then
     echo "- Both built with the working tree's [profile.*] tables (BASE_PROFILE=tree)"
   else
