@@ -471,9 +471,9 @@ fn tuning(raw: &RawServer, threads: usize, errs: &mut Errors<'_>) -> Tuning {
     };
     Tuning {
         // With one thread there is nothing to steal, and pingora's work-stealing runtime (tokio's
-        // multi-thread scheduler) only adds bookkeeping; `make bench-tuning` finds no difference
-        // beyond this machine's noise (README, BENCHMARKS). With several threads, stealing keeps
-        // a busy one from starving the connections it owns.
+        // multi-thread scheduler) only adds bookkeeping: 3-4% more CPU per request with one
+        // worker, measured paired (README, BENCHMARKS). With several threads, stealing keeps a
+        // busy one from starving the connections it owns.
         work_stealing: raw.work_stealing.unwrap_or(d.work_stealing && threads > 1),
         upstream_keepalive_pool_size: bounded(
             &raw.upstream_keepalive_pool_size,
