@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers bench-instructions bench-profile check-scripts build release install install-files clean
+.PHONY: deps demo test fmt lint unit check-conf bench bench-core bench-load bench-tuning bench-sidebyside bench-revisions bench-peers bench-instructions bench-syscalls bench-profile check-scripts build release install install-files clean
 
 deps:
 	@command -v cmake >/dev/null 2>&1 || { \
@@ -51,6 +51,7 @@ check-scripts:
 	bash -n benches/peers.sh
 	bash -n benches/instructions.sh
 	bash -n benches/profile.sh
+	bash -n benches/syscalls.sh
 
 check-conf: build
 	@set -e; for f in conf/*.toml; do $(CARGO) run --locked --quiet -- check --config "$$f"; done
@@ -89,6 +90,12 @@ bench-peers: deps
 ## cost and confirming a change; writes target/bench/instructions-report.md.
 bench-instructions: deps
 	CARGO="$(CARGO)" bash benches/instructions.sh
+
+## System calls per request, counted by strace (benches/syscalls.sh; installs strace with apt-get
+## if missing): the kernel entries callgrind cannot see, such as the runtime's wake-ups; writes
+## target/bench/syscalls-report.md.
+bench-syscalls: deps
+	CARGO="$(CARGO)" bash benches/syscalls.sh
 
 ## Where a request's CPU goes, kernel and memory stalls included: perf samples of each
 ## scenario set against P's, symbol by symbol (benches/profile.sh; installs linux-perf with
