@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System calls per request: benches/load.sh's scenarios with strace counting the proxy's calls.
+# System calls per request: benches/load.sh's scenarios with the kernel counting the proxy's calls.
 #
 #   make bench-syscalls                        # or: bash benches/syscalls.sh
 #   GW_BIN=/tmp/tokengate-old bash benches/syscalls.sh   # count another build, to compare
@@ -8,21 +8,23 @@
 # builds can be compared without the few percent a timed ratio moves by on this VM. It sees what
 # callgrind cannot, the kernel entries: each request should cost the proxy two receives and two
 # sends, and whatever else shows up per request (a `write` to the runtime's wake-up eventfd, a
-# `getpeername`, an `epoll_wait` per event) is work the timed scripts can only guess at.
-# What it cannot see: the cost of a call. strace stops the proxy at every call, so the proxy runs
-# many times slower and more requests queue per wake-up than natively; the counts per request are
-# therefore a lower bound on the wake-ups a native run makes, and comparable only between runs of
-# this script with the same knobs.
+# `getpeername`, an `epoll_wait` each time the worker runs out of work) is work the timed scripts
+# can only guess at.
+# How: `perf stat` on the kernel's syscall tracepoints, which count in the kernel without stopping
+# the proxy (strace would stop it at every call and slow it many times over, changing how many
+# requests share a wake-up). What it cannot see: what a call costs.
 #
 # Proxies pinned to core 0 (upstream and wrk on core 1): gateway g (token cache on) for P and J1,
 # gateway gu (cache off) for JU, and bare pingora (cargo's default release build) for B. Per
-# scenario: a warm-up, then `strace -c -f` attached to every thread of the proxy while
-# `wrk -t1 -c$CONNS -d$DURATION` runs, then detached. Calls per request = (the calls counted - the
-# proxy's idle rate x the time attached) / the requests wrk completed, per system call. The idle
-# rate (pingora's timer threads, background tasks) is counted first, over IDLE_SECS with no load.
+# scenario: a warm-up, then `wrk -t1 -c$CONNS -d$DURATION` run under `perf stat -p` on the proxy
+# (every thread). Calls per request = (the calls counted - the proxy's idle rate x the time
+# counted) / the requests wrk completed, per system call. The idle rate (pingora's timer threads,
+# background tasks) is counted first, over IDLE_SECS with no load.
 #
-# Environment: ROUNDS [2], DURATION seconds per scenario [3], WARMUP [1], CONNS [25], IDLE_SECS
-# [3], GW_BIN (a tokengate binary to count instead of the one built now), KEEP_TMP=1.
+# Environment: ROUNDS [3], DURATION seconds per scenario [5], WARMUP [1], CONNS [25], IDLE_SECS
+# [3], GW_BIN (a tokengate binary to count instead of the one built now), KEEP_TMP=1. Needs root
+# (or a perf_event_paranoid and tracefs that let perf read tracepoints); installs linux-perf with
+# apt-get if perf is missing.
 # Output: a markdown report on stdout and in target/bench/syscalls-report.md; raw rows in
 # target/bench/syscalls-results.tsv.
 
@@ -38,11 +40,11 @@ BENCH_NAME=syscalls
 source "$ROOT/benches/lib.sh"
 # shellcheck source=benches/pairs.sh
 source "$ROOT/benches/pairs.sh"
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 IDLE_SECS=${IDLE_SECS:-3}
 # Only the first token of the pool is used (J1, and JU's tokens, all uncached there).
 POOL=${POOL:-100}
-pairs_defaults 3 0
+pairs_defaults 5 0
 
 UP_PORT=18581
 G_PORT=18582
@@ -55,8 +57,9 @@ LUA="$ROOT/benches/load/bench.lua"
 
 check_knobs ROUNDS DURATION WARMUP CONNS POOL IDLE_SECS
 bench_setup
-command -v strace >/dev/null 2>&1 || apt_install strace
-command -v strace >/dev/null 2>&1 || die "strace not found"
+command -v perf >/dev/null 2>&1 || apt_install linux-perf
+perf stat -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1 ||
+  die "perf cannot count the kernel's syscall tracepoints here: run as root, with tracefs available"
 COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS IDLE_SECS=$IDLE_SECS${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/syscalls.sh"
 ports_free $UP_PORT $G_PORT $GU_PORT $BARE_PORT $((G_PORT + 100)) $((GU_PORT + 100))
 
@@ -76,40 +79,41 @@ expect_200 "$G_PORT/p" "$G_PORT/j" "$GU_PORT/j" "$BARE_PORT/p"
 
 now_ns() { date +%s%N; }
 
-# traced PID OUT CMD...: runs CMD with strace counting PID's calls (every thread) meanwhile, the
-# summary in OUT; TRACED_NS is how long CMD ran with strace attached. (Not a command substitution:
-# a `die` in a subshell would not stop the script.)
+# The system calls counted by name, each where this kernel has its tracepoint; every other call
+# is counted together as "other", from the raw_syscalls tracepoint that fires for them all.
+NAMED=()
+for c in recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_ctl getpeername \
+  getsockopt setsockopt accept4 close futex sched_yield clock_nanosleep nanosleep madvise mmap munmap mprotect; do
+  perf stat -e "syscalls:sys_enter_$c" -o /dev/null -- true >/dev/null 2>&1 && NAMED+=("$c")
+done
+EVENTS=(-e raw_syscalls:sys_enter)
+for c in "${NAMED[@]}"; do EVENTS+=(-e "syscalls:sys_enter_$c"); done
+
+# traced PID OUT CMD...: runs CMD while perf counts PID's system calls (every thread) in the
+# kernel's syscall tracepoints, the counts in OUT (perf's CSV); TRACED_NS is how long CMD ran. The
+# proxy runs natively: a tracepoint counted in the kernel stops no thread. (Not a command
+# substitution: a `die` in a subshell would not stop the script.)
 traced() {
-  local pid=$1 out=$2 strace_pid t0 t1 deadline
+  local pid=$1 out=$2 t0 t1
   shift 2
-  strace -c -f -q -o "$out" -p "$pid" 2>"$TMP/strace.log" &
-  strace_pid=$!
-  PIDS+=("$strace_pid")
-  # strace announces nothing with -q: wait until the proxy's status says it is traced.
-  deadline=$((SECONDS + 10))
-  until awk '$1 == "TracerPid:" && $2 != 0 { found = 1 } END { exit !found }' "/proc/$pid/status"; do
-    ((SECONDS < deadline)) || die "strace did not attach to pid $pid within 10 s: $(cat "$TMP/strace.log")"
-    sleep 0.05
-  done
   t0=$(now_ns)
-  "$@"
+  perf stat -x, -o "$out" -p "$pid" "${EVENTS[@]}" -- "$@" || die "perf stat failed on pid $pid"
   t1=$(now_ns)
-  kill -INT "$strace_pid"
-  wait "$strace_pid" || true
-  [ -s "$out" ] || die "strace wrote no summary for pid $pid: $(cat "$TMP/strace.log")"
   TRACED_NS=$((t1 - t0))
 }
 
-# calls FILE: "SYSCALL<TAB>CALLS" per line of an `strace -c` summary.
+# calls FILE: "SYSCALL<TAB>CALLS" per named call of a traced() count, and "other" for the rest.
 calls() {
-  awk '$NF != "total" && $NF != "syscall" && $1 !~ /^-/ && NF >= 5 { printf "%s\t%s\n", $NF, $4 }' "$1"
+  awk -F, '$3 == "raw_syscalls:sys_enter" { all = $1 + 0 }
+    $3 ~ /^syscalls:sys_enter_/ { n = $3; sub(/^syscalls:sys_enter_/, "", n); named += $1; printf "%s\t%s\n", n, $1 + 0 }
+    END { if (all == "") exit 1; o = all - named; printf "other\t%d\n", o > 0 ? o : 0 }' "$1" || die "no raw_syscalls count in $1"
 }
 
 # Idle rates: calls per second per system call with no load.
 declare -A IDLE
 for pid in "$G_PID" "$GU_PID" "$BARE_PID"; do
   traced "$pid" "$TMP/idle-$pid.txt" sleep "$IDLE_SECS"
-  IDLE[$pid]=$(calls "$TMP/idle-$pid.txt" | awk -F'\t' -v ns="$TRACED_NS" '{ printf "%s%s=%.3f", sep, $1, $2 / (ns / 1e9); sep = " " }')
+  IDLE[$pid]=$(calls "$TMP/idle-$pid.txt" | awk -F'\t' -v ns="$TRACED_NS" '$2 > 0 { printf "%s%s=%.3f", sep, $1, $2 / (ns / 1e9); sep = " " }')
   log "pid $pid idle: ${IDLE[$pid]:-no calls}"
 done
 
@@ -122,7 +126,8 @@ measure() {
   wrk_bg "$TMP/warm.out" "$WARMUP" "$4" "$5" "$6"
   wait_wrks
   count_errors "$TMP/warm.out" non2xx
-  traced "$pid" "$TMP/trace.txt" run_wrk "$4" "$5" "$6"
+  traced "$pid" "$TMP/trace.txt" env BENCH_PATH="$5" BENCH_TOKENS="$6" "${PIN_LOAD[@]}" \
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$4" >"$TMP/wrk.out" 2>&1
   requests=$(must_field requests "$TMP/wrk.out")
   non2xx=$(must_field non2xx "$TMP/wrk.out")
   count_errors "$TMP/wrk.out"
@@ -130,15 +135,11 @@ measure() {
   calls "$TMP/trace.txt" |
     awk -F'\t' -v OFS='\t' -v s="$name" -v r="$round" -v n="$requests" -v x="$non2xx" -v ns="$TRACED_NS" -v idle="${IDLE[$pid]}" '
       BEGIN { k = split(idle, kv, " "); for (i = 1; i <= k; i++) { split(kv[i], p, "="); rate[p[1]] = p[2] } }
-      { quiet = rate[$1] * ns / 1e9; print s, r, n, x, $1, $2, sprintf("%.0f", quiet), sprintf("%.3f", ($2 - quiet) / n) }' >>"$RESULTS"
+      { quiet = rate[$1] * ns / 1e9; print s, r, n, x, $1, $2, sprintf("%.0f", quiet), sprintf("%.5f", ($2 - quiet) / n) }' >>"$RESULTS"
   log "round $round $name: $requests requests, $(awk -F'\t' -v s="$name" -v r="$round" '$1 == s && $2 == r { t += $8 } END { printf "%.2f", t }' "$RESULTS") calls/request"
 }
-run_wrk() {
-  wrk_bg "$TMP/wrk.out" "$DURATION" "$1" "$2" "$3"
-  wait_wrks
-}
 
-log "rounds: $ROUNDS x (P J1 JU B), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS, under strace"
+log "rounds: $ROUNDS x (P J1 JU B), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS, under perf stat"
 for ((round = 1; round <= ROUNDS; round++)); do
   measure P "$round" "$G_PID" $G_PORT /p "$T1"
   measure J1 "$round" "$G_PID" $G_PORT /j "$T1"
@@ -157,10 +158,10 @@ per_call() {
     v=$(awk -F'\t' -v s="$1" -v r="$r" -v c="$2" '$1 == s && $2 == r && $5 == c { v = $8 } END { print v + 0 }' "$RESULTS")
     vals+=("$v")
   done
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-# Every call seen at 0.01 per request or more in any scenario's rounds, most frequent first.
-mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.01 { t[$5] += $8 } END { for (c in t) printf "%s\t%f\n", c, t[c] }' "$RESULTS" | sort -t$'\t' -k2,2gr | cut -f1)
+# Every call seen at 0.0005 per request or more in any scenario's rounds, most frequent first.
+mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.0005 { t[$5] += $8 } END { for (c in t) printf "%s\t%f\n", c, t[c] }' "$RESULTS" | sort -t$'\t' -k2,2gr | cut -f1)
 
 {
   echo "## tokengate: system calls per request"
@@ -168,9 +169,9 @@ mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.01 { t[$5] += $8 } END { f
   echo "- Command: \`$COMMAND\` (started $STARTED)"
   echo "- Revision: $REVISION"
   echo "- Machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
-  echo "- Each scenario: \`wrk -t1 -c$CONNS -d${DURATION}s\` with \`strace -c -f\` attached to the proxy; calls per request less the proxy's idle rate; medians over $ROUNDS rounds"
-  echo "- Under strace the proxy runs many times slower, so these are counts to compare between runs of this script, not a native profile"
-  echo "- Rows: every call made 0.01 times per request or more in some round; \"all listed\" is their sum"
+  echo "- Each scenario: \`wrk -t1 -c$CONNS -d${DURATION}s\` under \`perf stat -p\` on the proxy (the kernel's syscall tracepoints, every thread; the proxy runs natively); calls per request less the proxy's idle rate; medians over $ROUNDS rounds"
+  echo "- Counted by name: ${NAMED[*]}; \"other\" is every other call (raw_syscalls:sys_enter less the named)"
+  echo "- Rows: every call made 0.0005 times per request or more in some round; \"all listed\" is their sum"
   echo
   printf '| system call |'
   for s in "${SCENARIOS[@]}"; do printf ' %s |' "$s"; done
@@ -186,7 +187,7 @@ mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.01 { t[$5] += $8 } END { f
   printf '| all listed |'
   for s in "${SCENARIOS[@]}"; do
     t=0
-    for c in "${SYSCALLS[@]}"; do t=$(calc %.3f "$t + $(per_call "$s" "$c")"); done
+    for c in "${SYSCALLS[@]}"; do t=$(calc %.4f "$t + $(per_call "$s" "$c")"); done
     printf ' %s |' "$t"
   done
   echo
