@@ -91,9 +91,9 @@ bench-peers: deps
 bench-instructions: deps
 	CARGO="$(CARGO)" bash benches/instructions.sh
 
-## System calls per request, counted by strace (benches/syscalls.sh; installs strace with apt-get
-## if missing): the kernel entries callgrind cannot see, such as the runtime's wake-ups; writes
-## target/bench/syscalls-report.md.
+## System calls per request, counted by perf on the kernel's syscall tracepoints (benches/syscalls.sh;
+## installs linux-perf with apt-get if missing): the kernel entries callgrind cannot see, such as
+## the runtime's wake-ups; writes target/bench/syscalls-report.md.
 bench-syscalls: deps
 	CARGO="$(CARGO)" bash benches/syscalls.sh
 
