@@ -106,7 +106,7 @@ traced() {
 calls() {
   awk -F, '$3 == "raw_syscalls:sys_enter" { all = $1 + 0 }
     $3 ~ /^syscalls:sys_enter_/ { n = $3; sub(/^syscalls:sys_enter_/, "", n); named += $1; printf "%s\t%s\n", n, $1 + 0 }
-    END { if (all == "") exit 1; o = all - named; printf "other\t%d\n", o > 0 ? o : 0 }' "$1" || die "no raw_syscalls count in $1"
+    END { if (all == "") exit 1; o = all - named; printf "other\t%d\n", (o > 0 ? o : 0) }' "$1" || die "no raw_syscalls count in $1"
 }
 
 # Idle rates: calls per second per system call with no load.
