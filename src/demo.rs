@@ -41,6 +41,8 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
     )
     .map_err(|e| e.to_string())?;
     let listen = runtime.settings.listen.first().cloned().unwrap_or_default();
+    let admin = runtime.settings.admin_listen.clone().unwrap_or_default();
+    ports_free(&[&listen, &admin, ISSUER_ADDR, ECHO_ADDR])?;
     let (key, jwks) = demo_key()?;
     let now = crate::proxy::unix_now();
     let mint = |scope: &str, lifetime: i64| -> Result<String, String> {
@@ -76,7 +78,6 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
          # metrics and readiness\n\
          curl -s http://{admin}/metrics | grep tokengate_requests_total\n\
          curl -si http://{admin}/readyz\n",
-        admin = runtime.settings.admin_listen.clone().unwrap_or_default(),
     );
     let mut issuer = Service::new(
         "demo issuer".to_string(),
@@ -90,6 +91,18 @@ pub fn prepare(metrics: Arc<Metrics>) -> Result<App, String> {
     echo.add_tcp(ECHO_ADDR);
     let extra: Vec<Box<dyn ServiceWithDependents>> = vec![Box::new(issuer), Box::new(echo)];
     Ok(app::build(runtime, None, false, metrics, extra))
+}
+
+/// Fails when any of `addrs` is taken. A second demo would otherwise print tokens signed by its
+/// own fresh key while pingora retries the bind, and the curl lines would reach the first demo,
+/// which rejects them as badly signed.
+fn ports_free(addrs: &[&str]) -> Result<(), String> {
+    for addr in addrs {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            format!("{addr} is not free ({e}); is another tokengate demo running? Stop it first")
+        })?;
+    }
+    Ok(())
 }
 
 /// A fresh RSA-2048 key and its public JWKS (kid `demo`).
@@ -182,6 +195,19 @@ mod tests {
         assert!(CONFIG.contains(&format!("http://{ISSUER_ADDR}{JWKS_PATH}")));
         assert!(CONFIG.contains(&format!("\"{ECHO_ADDR}\"")));
         assert!(CONFIG.contains(ISS) && CONFIG.contains(AUD));
+    }
+
+    #[test]
+    fn a_taken_port_stops_the_demo_before_it_prints_tokens() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr").to_string();
+        let err = ports_free(&[&addr]).expect_err("a bound port is not free");
+        assert!(
+            err.contains(&addr) && err.contains("another tokengate demo"),
+            "{err}"
+        );
+        drop(taken);
+        ports_free(&[&addr]).expect("a released port is free again");
     }
 
     #[test]
