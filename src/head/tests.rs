@@ -4,9 +4,10 @@
 use super::*;
 use tokio::io::AsyncWriteExt;
 
-/// `read_head` on a new timer, as a connection's first wait has it.
+/// `read_head` on a new timer, as a connection's first wait has it: `process_new`'s placeholder,
+/// later than any deadline and not yet registered.
 async fn read<S: AsyncRead + Unpin>(stream: &mut S, b: Bounds) -> Head {
-    let timer = tokio::time::sleep_until(Instant::now());
+    let timer = tokio::time::sleep(Duration::MAX);
     tokio::pin!(timer);
     read_head(stream, b, timer).await
 }
@@ -142,6 +143,7 @@ async fn a_timer_set_early_or_late_still_ends_the_wait_at_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn a_later_deadline_leaves_the_timer_where_it_is() {
     let start = Instant::now();
+    // Already due at the start, on purpose: the first wait must move it rather than end.
     let timer = tokio::time::sleep_until(start);
     tokio::pin!(timer);
     let first = start + ms(1000);
@@ -169,17 +171,53 @@ async fn a_later_deadline_leaves_the_timer_where_it_is() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_timer_that_fired_between_waits_does_not_end_the_next_one() {
+    let start = Instant::now();
+    let timer = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(timer);
+    let ready = tokio::time::sleep(ms(10));
+    assert!(within(timer.as_mut(), start + ms(1000), ready)
+        .await
+        .is_some());
+    // Between waits (the request inside pingora) the timer reaches its deadline, unpolled.
+    tokio::time::sleep(ms(2000)).await;
+    assert!(timer.is_elapsed());
+    let next = Instant::now() + ms(1000);
+    assert_eq!(
+        within(timer.as_mut(), next, std::future::pending::<()>()).await,
+        None
+    );
+    assert_eq!(
+        Instant::now(),
+        next,
+        "the next wait must last its whole bound"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_is_ready_at_the_deadline_wins_over_it() {
+    let start = Instant::now();
+    let timer = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(timer);
+    let due = tokio::time::sleep(ms(1000));
+    assert_eq!(
+        within(timer.as_mut(), start + ms(1000), due).await,
+        Some(())
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_kept_alive_connections_timer_does_not_cut_its_next_wait_short() {
     let (mut client, mut server) = tokio::io::duplex(1024);
     let start = Instant::now();
     let reader = tokio::spawn(async move {
-        let timer = tokio::time::sleep_until(Instant::now());
+        let timer = tokio::time::sleep(Duration::MAX);
         tokio::pin!(timer);
         let b = bounds(1000, 1000, 4096);
         let first = read_head(&mut server, b, timer.as_mut()).await;
-        // The request is served for 800 ms; the next wait runs from 800 to 1800 ms, past the
-        // first wait's deadline (1000 ms), where the timer still is.
-        tokio::time::sleep(ms(800)).await;
+        // The request is served for 1200 ms, during which the timer reaches the first wait's
+        // deadline (1000 ms) and fires unpolled; the next wait runs from 1200 to 2100 ms.
+        tokio::time::sleep(ms(1200)).await;
         let second = read_head(&mut server, b, timer.as_mut()).await;
         let second_done = Instant::now();
         // And silence after it is still cut, 1000 ms on.
@@ -187,7 +225,7 @@ async fn a_kept_alive_connections_timer_does_not_cut_its_next_wait_short() {
         (first, second, second_done, third, Instant::now())
     });
     client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
-    tokio::time::sleep(ms(1700)).await;
+    tokio::time::sleep(ms(2100)).await;
     client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
     let (first, second, second_done, third, third_done) = reader.await.unwrap();
     assert_eq!(
@@ -198,7 +236,7 @@ async fn a_kept_alive_connections_timer_does_not_cut_its_next_wait_short() {
         second,
         Head::Complete(BytesMut::from(&b"GET /b HTTP/1.1\r\n\r\n"[..]))
     );
-    assert_eq!(second_done - start, ms(1700));
+    assert_eq!(second_done - start, ms(2100));
     assert_eq!(third, Head::Gone);
     assert_eq!(third_done - second_done, ms(1000));
     drop(client);
