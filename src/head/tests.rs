@@ -4,12 +4,15 @@
 use super::*;
 use tokio::io::AsyncWriteExt;
 
-/// `read_head` on a new timer, as a connection's first wait has it: `process_new`'s placeholder,
-/// later than any deadline and not yet registered.
+/// A new connection's timer: `process_new`'s placeholder, later than any deadline and not yet
+/// registered.
+fn placeholder() -> Pin<Box<Sleep>> {
+    Box::pin(tokio::time::sleep(Duration::MAX))
+}
+
+/// `read_head` on a new timer, as a connection's first wait has it.
 async fn read<S: AsyncRead + Unpin>(stream: &mut S, b: Bounds) -> Head {
-    let timer = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(timer);
-    read_head(stream, b, timer).await
+    read_head(stream, b, placeholder().as_mut()).await
 }
 
 fn bounds(first_byte_ms: u64, header_ms: u64, max_bytes: usize) -> Bounds {
@@ -173,8 +176,7 @@ async fn a_later_deadline_leaves_the_timer_where_it_is() {
 #[tokio::test(start_paused = true)]
 async fn a_timer_that_fired_between_waits_does_not_end_the_next_one() {
     let start = Instant::now();
-    let timer = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(timer);
+    let mut timer = placeholder();
     let ready = tokio::time::sleep(ms(10));
     assert!(within(timer.as_mut(), start + ms(1000), ready)
         .await
@@ -197,8 +199,7 @@ async fn a_timer_that_fired_between_waits_does_not_end_the_next_one() {
 #[tokio::test(start_paused = true)]
 async fn what_is_ready_at_the_deadline_wins_over_it() {
     let start = Instant::now();
-    let timer = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(timer);
+    let mut timer = placeholder();
     let due = tokio::time::sleep(ms(1000));
     assert_eq!(
         within(timer.as_mut(), start + ms(1000), due).await,
@@ -211,8 +212,7 @@ async fn a_kept_alive_connections_timer_does_not_cut_its_next_wait_short() {
     let (mut client, mut server) = tokio::io::duplex(1024);
     let start = Instant::now();
     let reader = tokio::spawn(async move {
-        let timer = tokio::time::sleep(Duration::MAX);
-        tokio::pin!(timer);
+        let mut timer = placeholder();
         let b = bounds(1000, 1000, 4096);
         let first = read_head(&mut server, b, timer.as_mut()).await;
         // The request is served for 1200 ms, during which the timer reaches the first wait's
