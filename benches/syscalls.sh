@@ -12,17 +12,20 @@
 # can only guess at.
 # How: `perf stat` on the kernel's syscall tracepoints, which count in the kernel without stopping
 # the proxy (strace would stop it at every call and slow it many times over, changing how many
-# requests share a wake-up). What it cannot see: what a call costs.
+# requests share a wake-up); each call only passes a tracepoint. What it cannot see: what a call
+# costs. A run's ends are in its counts (connections opened and closed, the reads that see them
+# close, requests cut off when wrk stops), about CONNS requests' worth: hence recvfrom a little
+# above 2.
 #
 # Proxies pinned to core 0 (upstream and wrk on core 1): gateway g (token cache on) for P and J1,
 # gateway gu (cache off) for JU, and bare pingora (cargo's default release build) for B. Per
 # scenario: a warm-up, then `wrk -t1 -c$CONNS -d$DURATION` run under `perf stat -p` on the proxy
 # (every thread). Calls per request = (the calls counted - the proxy's idle rate x the time
-# counted) / the requests wrk completed, per system call. The idle rate (pingora's timer threads,
-# background tasks) is counted first, over IDLE_SECS with no load.
+# counted, perf's own duration_time) / the requests wrk completed, per system call. The idle rate
+# (pingora's timer threads, background tasks) is counted first, over IDLE_SECS with no load.
 #
-# Environment: ROUNDS [3], DURATION seconds per scenario [5], WARMUP [1], CONNS [25], IDLE_SECS
-# [3], GW_BIN (a tokengate binary to count instead of the one built now), KEEP_TMP=1. Needs root
+# Environment: ROUNDS [3], DURATION seconds per scenario [5], WARMUP [1], CONNS [25], POOL tokens
+# JU cycles through [100], IDLE_SECS [3], GW_BIN (a tokengate binary to count instead of the one built now), KEEP_TMP=1. Needs root
 # (or a perf_event_paranoid and tracefs that let perf read tracepoints); installs linux-perf with
 # apt-get if perf is missing.
 # Output: a markdown report on stdout and in target/bench/syscalls-report.md; raw rows in
@@ -42,7 +45,8 @@ source "$ROOT/benches/lib.sh"
 source "$ROOT/benches/pairs.sh"
 ROUNDS=${ROUNDS:-3}
 IDLE_SECS=${IDLE_SECS:-3}
-# Only the first token of the pool is used (J1, and JU's tokens, all uncached there).
+# J1 sends the pool's first token; JU cycles through all of them, on a gateway that caches none,
+# so their number does not matter.
 POOL=${POOL:-100}
 pairs_defaults 5 0
 
@@ -60,7 +64,7 @@ bench_setup
 command -v perf >/dev/null 2>&1 || apt_install linux-perf
 perf stat -e raw_syscalls:sys_enter -o /dev/null -- true >/dev/null 2>&1 ||
   die "perf cannot count the kernel's syscall tracepoints here: run as root, with tracefs available"
-COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS IDLE_SECS=$IDLE_SECS${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/syscalls.sh"
+COMMAND="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS POOL=$POOL IDLE_SECS=$IDLE_SECS${GW_BIN:+ GW_BIN=$GW_BIN} bash benches/syscalls.sh"
 ports_free $UP_PORT $G_PORT $GU_PORT $BARE_PORT $((G_PORT + 100)) $((GU_PORT + 100))
 
 REVISION=$(bench_revision)
@@ -86,33 +90,41 @@ for c in recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_ct
   getsockopt setsockopt accept4 close futex sched_yield clock_nanosleep nanosleep madvise mmap munmap mprotect; do
   perf stat -e "syscalls:sys_enter_$c" -o /dev/null -- true >/dev/null 2>&1 && NAMED+=("$c")
 done
-EVENTS=(-e raw_syscalls:sys_enter)
+# duration_time: how long the counters were enabled, the window the idle rate is scaled by (perf's
+# own start-up and teardown, outside it, take about a second with two dozen tracepoints).
+EVENTS=(-e duration_time -e raw_syscalls:sys_enter)
 for c in "${NAMED[@]}"; do EVENTS+=(-e "syscalls:sys_enter_$c"); done
 
-# traced PID OUT CMD...: runs CMD while perf counts PID's system calls (every thread) in the
-# kernel's syscall tracepoints, the counts in OUT (perf's CSV); TRACED_NS is how long CMD ran. The
-# proxy runs natively: a tracepoint counted in the kernel stops no thread. (Not a command
-# substitution: a `die` in a subshell would not stop the script.)
+# traced PID OUT WOUT CMD...: runs CMD, its output in WOUT, while perf counts PID's system calls
+# (every thread) in the kernel's syscall tracepoints, the counts in OUT (perf's CSV); TRACED_NS is
+# how long the counters were enabled. perf's own messages go to $TMP/perf.log, which cleanup shows
+# if the run stops. (Not a command substitution: a `die` in a subshell would not stop the script.)
 traced() {
-  local pid=$1 out=$2 t0 t1
-  shift 2
-  t0=$(now_ns)
-  perf stat -x, -o "$out" -p "$pid" "${EVENTS[@]}" -- "$@" || die "perf stat failed on pid $pid"
-  t1=$(now_ns)
-  TRACED_NS=$((t1 - t0))
+  local pid=$1 out=$2 wout=$3
+  shift 3
+  # shellcheck disable=SC2016 # $1 is the inner shell's
+  perf stat -x, -o "$out" -p "$pid" "${EVENTS[@]}" -- sh -c 'o=$1; shift; exec "$@" >"$o" 2>&1' sh "$wout" "$@" \
+    2>>"$TMP/perf.log" || die "perf stat or its workload failed on pid $pid (exit $?): $(tail -n 3 "$TMP/perf.log")"
+  TRACED_NS=$(awk -F, '$3 == "duration_time" && $1 ~ /^[0-9]+$/ { print $1 }' "$out")
+  [ -n "$TRACED_NS" ] || die "perf counted no duration_time on pid $pid: $(cat "$out")"
 }
 
-# calls FILE: "SYSCALL<TAB>CALLS" per named call of a traced() count, and "other" for the rest.
+# calls FILE: "SYSCALL<TAB>CALLS" per named call of a traced() count, and "other" for the rest. A
+# count perf could not take (<not counted>, <not supported>) stops the run: taken as 0, it would
+# move calls into "other" or hide them.
 calls() {
-  awk -F, '$3 == "raw_syscalls:sys_enter" { all = $1 + 0 }
+  awk -F, '/^#/ { next }
+    $3 == "raw_syscalls:sys_enter" || $3 ~ /^syscalls:sys_enter_/ { if ($1 !~ /^[0-9]+$/) { bad = bad " " $3; next } }
+    $3 == "raw_syscalls:sys_enter" { all = $1 + 0; seen = 1 }
     $3 ~ /^syscalls:sys_enter_/ { n = $3; sub(/^syscalls:sys_enter_/, "", n); named += $1; printf "%s\t%s\n", n, $1 + 0 }
-    END { if (all == "") exit 1; o = all - named; printf "other\t%d\n", (o > 0 ? o : 0) }' "$1" || die "no raw_syscalls count in $1"
+    END { if (bad != "" || !seen) { print "uncounted:" bad > "/dev/stderr"; exit 1 }
+      o = all - named; printf "other\t%d\n", (o > 0 ? o : 0) }' "$1" || die "perf's counts in $1 are incomplete"
 }
 
 # Idle rates: calls per second per system call with no load.
 declare -A IDLE
 for pid in "$G_PID" "$GU_PID" "$BARE_PID"; do
-  traced "$pid" "$TMP/idle-$pid.txt" sleep "$IDLE_SECS"
+  traced "$pid" "$TMP/idle-$pid.txt" /dev/null sleep "$IDLE_SECS"
   IDLE[$pid]=$(calls "$TMP/idle-$pid.txt" | awk -F'\t' -v ns="$TRACED_NS" '$2 > 0 { printf "%s%s=%.3f", sep, $1, $2 / (ns / 1e9); sep = " " }')
   log "pid $pid idle: ${IDLE[$pid]:-no calls}"
 done
@@ -126,8 +138,8 @@ measure() {
   wrk_bg "$TMP/warm.out" "$WARMUP" "$4" "$5" "$6"
   wait_wrks
   count_errors "$TMP/warm.out" non2xx
-  traced "$pid" "$TMP/trace.txt" env BENCH_PATH="$5" BENCH_TOKENS="$6" "${PIN_LOAD[@]}" \
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$4" >"$TMP/wrk.out" 2>&1
+  traced "$pid" "$TMP/trace.txt" "$TMP/wrk.out" env BENCH_PATH="$5" BENCH_TOKENS="$6" "${PIN_LOAD[@]}" \
+    wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$4"
   requests=$(must_field requests "$TMP/wrk.out")
   non2xx=$(must_field non2xx "$TMP/wrk.out")
   count_errors "$TMP/wrk.out"
@@ -160,8 +172,18 @@ per_call() {
   done
   printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-# Every call seen at 0.0005 per request or more in any scenario's rounds, most frequent first.
-mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.0005 { t[$5] += $8 } END { for (c in t) printf "%s\t%f\n", c, t[c] }' "$RESULTS" | sort -t$'\t' -k2,2gr | cut -f1)
+# Every call seen at 0.0005 per request or more in some round, most frequent first (by its sum
+# over every scenario and round).
+mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 { t[$5] += $8; if ($8 >= 0.0005) keep[$5] = 1 }
+  END { for (c in keep) printf "%s\t%f\n", c, t[c] }' "$RESULTS" | sort -t$'\t' -k2,2gr | cut -f1)
+# per_total SCENARIO: the median over rounds of every call per request, listed or not.
+per_total() {
+  local r vals=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    vals+=("$(awk -F'\t' -v s="$1" -v r="$r" '$1 == s && $2 == r { t += $8 } END { printf "%.5f", t }' "$RESULTS")")
+  done
+  printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 {
   echo "## tokengate: system calls per request"
@@ -169,9 +191,10 @@ mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.0005 { t[$5] += $8 } END {
   echo "- Command: \`$COMMAND\` (started $STARTED)"
   echo "- Revision: $REVISION"
   echo "- Machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
-  echo "- Each scenario: \`wrk -t1 -c$CONNS -d${DURATION}s\` under \`perf stat -p\` on the proxy (the kernel's syscall tracepoints, every thread; the proxy runs natively); calls per request less the proxy's idle rate; medians over $ROUNDS rounds"
+  echo "- Each scenario: \`wrk -t1 -c$CONNS -d${DURATION}s\` under \`perf stat -p\` on the proxy (the kernel's syscall tracepoints, every thread; the proxy is not stopped, each call passes a tracepoint); calls per request less the proxy's idle rate; medians over $ROUNDS rounds"
   echo "- Counted by name: ${NAMED[*]}; \"other\" is every other call (raw_syscalls:sys_enter less the named)"
-  echo "- Rows: every call made 0.0005 times per request or more in some round; \"all listed\" is their sum"
+  echo "- Rows: every call made 0.0005 times per request or more in some round; \"all listed\" is their sum, \"every call\" the median of each round's total"
+  echo "- Idle rates subtracted (calls per second): g ${IDLE[$G_PID]:-none}; gu ${IDLE[$GU_PID]:-none}; bare pingora ${IDLE[$BARE_PID]:-none}"
   echo
   printf '| system call |'
   for s in "${SCENARIOS[@]}"; do printf ' %s |' "$s"; done
@@ -190,6 +213,9 @@ mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 && $8 >= 0.0005 { t[$5] += $8 } END {
     for c in "${SYSCALLS[@]}"; do t=$(calc %.4f "$t + $(per_call "$s" "$c")"); done
     printf ' %s |' "$t"
   done
+  echo
+  printf '| every call |'
+  for s in "${SCENARIOS[@]}"; do printf ' %s |' "$(per_total "$s")"; done
   echo
   echo
   printf 'Requests per round:'
