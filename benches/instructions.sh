@@ -96,13 +96,7 @@ cg_wrap "$TMP/tokengate-cg" "$BIN" run
 cg_wrap "$TMP/bare-cg" "$BARE_BIN"
 
 pairs_start "$EX"
-gateway g "$TMP/tokengate-cg" $G_PORT "token_cache_capacity = 100000"
-G_PID=$LAST_PID
-gateway gu "$TMP/tokengate-cg" $GU_PORT "token_cache_capacity = 0"
-GU_PID=$LAST_PID
-bare bare "$TMP/bare-cg" $BARE_PORT
-BARE_PID=$LAST_PID
-expect_200 "$G_PORT/p" "$G_PORT/j" "$GU_PORT/j" "$BARE_PORT/p"
+single_proxies "$TMP/tokengate-cg" "$TMP/bare-cg"
 log "filling g's cache with $POOL tokens (every one verified under callgrind: minutes)"
 fill_cache $((G_PORT + 100)) $G_PORT "$TP" "$POOL"
 

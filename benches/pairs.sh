@@ -82,6 +82,20 @@ pairs_proxies() {
   BARE_PID=$LAST_PID
 }
 
+# single_proxies BIN BARE_BIN: the proxies of benches/instructions.sh and benches/syscalls.sh, which
+# measure one scenario at a time, on the caller's G_PORT, GU_PORT and BARE_PORT: gateway g with the
+# token cache (P, J1, JN), gu without it (JU) and bare pingora (B), each answering 200 before it is
+# measured; their pids in G_PID, GU_PID and BARE_PID.
+single_proxies() {
+  gateway g "$1" "$G_PORT" "token_cache_capacity = 100000"
+  G_PID=$LAST_PID
+  gateway gu "$1" "$GU_PORT" "token_cache_capacity = 0"
+  GU_PID=$LAST_PID
+  bare bare "$2" "$BARE_PORT"
+  BARE_PID=$LAST_PID
+  expect_200 "$G_PORT/p" "$G_PORT/j" "$GU_PORT/j" "$BARE_PORT/p"
+}
+
 # bare NAME BIN PORT: starts a bare pingora binary on PORT in front of the upstream; its pid lands
 # in LAST_PID.
 bare() {
@@ -89,10 +103,17 @@ bare() {
   wait_http "http://127.0.0.1:$3/p" "$1" "$LAST_PID"
 }
 
+# wrk_argv SECONDS PORT PATH TOKENS: in WRK_ARGV, the command of one wrk run (pinned, CONNS
+# connections, the bench script on PATH with TOKENS), for a caller that runs it itself.
+wrk_argv() {
+  WRK_ARGV=(env BENCH_PATH="$3" BENCH_TOKENS="$4" "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$1s" -s "$LUA" "http://127.0.0.1:$2")
+}
+
 # wrk_bg OUT SECONDS PORT PATH TOKENS: one wrk in the background, its pid appended to WRKS.
 WRKS=()
 wrk_bg() {
-  BENCH_PATH=$4 BENCH_TOKENS=$5 "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$2s" -s "$LUA" "http://127.0.0.1:$3" >"$1" 2>&1 &
+  wrk_argv "$2" "$3" "$4" "$5"
+  "${WRK_ARGV[@]}" >"$1" 2>&1 &
   WRKS+=($!)
   PIDS+=($!) # stopped by cleanup if the script dies while it runs
 }

@@ -73,15 +73,7 @@ build_release
 use_gw_bin
 
 pairs_start "$EX"
-gateway g "$BIN" $G_PORT "token_cache_capacity = 100000"
-G_PID=$LAST_PID
-gateway gu "$BIN" $GU_PORT "token_cache_capacity = 0"
-GU_PID=$LAST_PID
-bare bare "$BARE_BIN" $BARE_PORT
-BARE_PID=$LAST_PID
-expect_200 "$G_PORT/p" "$G_PORT/j" "$GU_PORT/j" "$BARE_PORT/p"
-
-now_ns() { date +%s%N; }
+single_proxies "$BIN" "$BARE_BIN"
 
 # The system calls counted by name, each where this kernel has its tracepoint; every other call
 # is counted together as "other", from the raw_syscalls tracepoint that fires for them all.
@@ -138,8 +130,8 @@ measure() {
   wrk_bg "$TMP/warm.out" "$WARMUP" "$4" "$5" "$6"
   wait_wrks
   count_errors "$TMP/warm.out" non2xx
-  traced "$pid" "$TMP/trace.txt" "$TMP/wrk.out" env BENCH_PATH="$5" BENCH_TOKENS="$6" "${PIN_LOAD[@]}" \
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$LUA" "http://127.0.0.1:$4"
+  wrk_argv "$DURATION" "$4" "$5" "$6"
+  traced "$pid" "$TMP/trace.txt" "$TMP/wrk.out" "${WRK_ARGV[@]}"
   requests=$(must_field requests "$TMP/wrk.out")
   non2xx=$(must_field non2xx "$TMP/wrk.out")
   count_errors "$TMP/wrk.out"
@@ -148,8 +140,10 @@ measure() {
     awk -F'\t' -v OFS='\t' -v s="$name" -v r="$round" -v n="$requests" -v x="$non2xx" -v ns="$TRACED_NS" -v idle="${IDLE[$pid]}" '
       BEGIN { k = split(idle, kv, " "); for (i = 1; i <= k; i++) { split(kv[i], p, "="); rate[p[1]] = p[2] } }
       { quiet = rate[$1] * ns / 1e9; print s, r, n, x, $1, $2, sprintf("%.0f", quiet), sprintf("%.5f", ($2 - quiet) / n) }' >>"$RESULTS"
-  log "round $round $name: $requests requests, $(awk -F'\t' -v s="$name" -v r="$round" '$1 == s && $2 == r { t += $8 } END { printf "%.2f", t }' "$RESULTS") calls/request"
+  log "round $round $name: $requests requests, $(round_total "$name" "$round") calls/request"
 }
+# round_total SCENARIO ROUND: every call per request in that round, listed in the report or not.
+round_total() { awk -F'\t' -v s="$1" -v r="$2" '$1 == s && $2 == r { t += $8 } END { printf "%.5f", t }' "$RESULTS"; }
 
 log "rounds: $ROUNDS x (P J1 JU B), ${DURATION}s each after ${WARMUP}s warm-up, wrk -t1 -c$CONNS, under perf stat"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -162,28 +156,26 @@ done
 mkdir -p "$REPORT_DIR"
 cp "$RESULTS" "$RESULTS_OUT"
 SCENARIOS=(P J1 JU B)
-# per_call SCENARIO SYSCALL: the median over rounds of SYSCALL's calls per request (0 in a round
-# without it).
-per_call() {
-  local r v vals=()
-  for ((r = 1; r <= ROUNDS; r++)); do
-    v=$(awk -F'\t' -v s="$1" -v r="$r" -v c="$2" '$1 == s && $2 == r && $5 == c { v = $8 } END { print v + 0 }' "$RESULTS")
-    vals+=("$v")
+# Tables keyed as lib.sh's `median` reads them (key in column 1): calls per request by
+# SCENARIO/SYSCALL (every named call and "other" has a row in every round, 0 included), and each
+# round's total by scenario.
+BY_CALL="$TMP/by-call.tsv"
+TOTALS="$TMP/totals.tsv"
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "key", "per_request"; next } { print $1 "/" $5, $8 }' "$RESULTS" >"$BY_CALL"
+{
+  printf 'scenario\tround\ttotal\n'
+  for s in "${SCENARIOS[@]}"; do
+    for ((r = 1; r <= ROUNDS; r++)); do printf '%s\t%s\t%s\n' "$s" "$r" "$(round_total "$s" "$r")"; done
   done
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+} >"$TOTALS"
+# per_call SCENARIO SYSCALL: the median over rounds of SYSCALL's calls per request.
+per_call() { calc %.4f "$(median "$BY_CALL" "$1/$2" 2)"; }
+# per_total SCENARIO: the median over rounds of every call per request, listed or not.
+per_total() { calc %.4f "$(median "$TOTALS" "$1" 3)"; }
 # Every call seen at 0.0005 per request or more in some round, most frequent first (by its sum
 # over every scenario and round).
 mapfile -t SYSCALLS < <(awk -F'\t' 'NR > 1 { t[$5] += $8; if ($8 >= 0.0005) keep[$5] = 1 }
   END { for (c in keep) printf "%s\t%f\n", c, t[c] }' "$RESULTS" | sort -t$'\t' -k2,2gr | cut -f1)
-# per_total SCENARIO: the median over rounds of every call per request, listed or not.
-per_total() {
-  local r vals=()
-  for ((r = 1; r <= ROUNDS; r++)); do
-    vals+=("$(awk -F'\t' -v s="$1" -v r="$r" '$1 == s && $2 == r { t += $8 } END { printf "%.5f", t }' "$RESULTS")")
-  done
-  printf '%s\n' "${vals[@]}" | sort -g | awk '{ v[NR] = $1 } END { printf "%.4f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 {
   echo "## tokengate: system calls per request"
@@ -193,7 +185,7 @@ per_total() {
   echo "- Machine: $NPROC CPUs, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo); $PINNING"
   echo "- Each scenario: \`wrk -t1 -c$CONNS -d${DURATION}s\` under \`perf stat -p\` on the proxy (the kernel's syscall tracepoints, every thread; the proxy is not stopped, each call passes a tracepoint); calls per request less the proxy's idle rate; medians over $ROUNDS rounds"
   echo "- Counted by name: ${NAMED[*]}; \"other\" is every other call (raw_syscalls:sys_enter less the named)"
-  echo "- Rows: every call made 0.0005 times per request or more in some round; \"all listed\" is their sum, \"every call\" the median of each round's total"
+  echo "- Rows: every call made 0.0005 times per request or more in some round; \"every call\" is the median of each round's total, the rarer calls included"
   echo "- Idle rates subtracted (calls per second): g ${IDLE[$G_PID]:-none}; gu ${IDLE[$GU_PID]:-none}; bare pingora ${IDLE[$BARE_PID]:-none}"
   echo
   printf '| system call |'
@@ -207,13 +199,6 @@ per_total() {
     for s in "${SCENARIOS[@]}"; do printf ' %s |' "$(per_call "$s" "$c")"; done
     echo
   done
-  printf '| all listed |'
-  for s in "${SCENARIOS[@]}"; do
-    t=0
-    for c in "${SYSCALLS[@]}"; do t=$(calc %.4f "$t + $(per_call "$s" "$c")"); done
-    printf ' %s |' "$t"
-  done
-  echo
   printf '| every call |'
   for s in "${SCENARIOS[@]}"; do printf ' %s |' "$(per_total "$s")"; done
   echo
