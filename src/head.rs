@@ -71,8 +71,10 @@ const INITIAL_BUFFER: usize = 4096;
 /// The timer stays registered with tokio from one wait to the next, and is moved only when it
 /// would fire after `deadline`; when it fires before, it is moved to `deadline` and the wait goes
 /// on. Waiting for the next request on a kept-alive connection thus moves no timer, since its
-/// deadline only grows, until the timer reaches its own deadline (on a busy connection, about
-/// once per `header_timeout`): then it wakes the task once and is registered again. A timer made
+/// deadline only grows, until the timer reaches its own deadline: then it wakes the task once and
+/// is registered again, at the deadline of the wait then running. On a busy connection that is
+/// once at the first request's `header_timeout` and then about once per `keepalive_timeout` (a
+/// head arriving in pieces moves it earlier, to that head's deadline). A timer made
 /// and dropped per wait (`tokio::time::timeout`) takes the timer wheel's lock to insert and again
 /// to remove on every request whose head has to be waited for, and when the worker last parked with no
 /// earlier timer, the insert also writes to the runtime's wake-up eventfd (tokio cannot tell that

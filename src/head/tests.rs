@@ -198,13 +198,17 @@ async fn a_timer_that_fired_between_waits_does_not_end_the_next_one() {
 
 #[tokio::test(start_paused = true)]
 async fn what_is_ready_at_the_deadline_wins_over_it() {
-    let start = Instant::now();
-    let mut timer = placeholder();
-    let due = tokio::time::sleep(ms(1000));
-    assert_eq!(
-        within(timer.as_mut(), start + ms(1000), due).await,
-        Some(())
-    );
+    // Without `biased`, select! would pick a branch at random: 32 ties all won by what is ready
+    // would then happen once in 2^32 runs.
+    for _ in 0..32 {
+        let start = Instant::now();
+        let mut timer = placeholder();
+        let due = tokio::time::sleep(ms(1000));
+        assert_eq!(
+            within(timer.as_mut(), start + ms(1000), due).await,
+            Some(())
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
